@@ -112,7 +112,8 @@ def test_fingertips_and_hand_subsets(bm):
             assert (tip - hand[0]).norm() > (hand[HAND21.index(f"{f}3")] - hand[0]).norm()
         body = out.keypoints["body33"][0]
         torch.testing.assert_close(hand[0], body[BODY33.index(f"{side}_wrist")])
-        torch.testing.assert_close(hand[HAND21.index("index1")], body[BODY33.index(f"{side}_index1")])
+        index1 = body[BODY33.index(f"{side}_index1")]
+        torch.testing.assert_close(hand[HAND21.index("index1")], index1)
 
 
 def test_float64_matches_float32(bm, bm64):
@@ -186,7 +187,6 @@ def test_missing_asset_names_the_rebuild_command(tmp_path):
 
 
 def test_corrupt_asset_is_reported(tmp_path):
-    good = BodyModel.load  # noqa: F841 - keep the packaged model untouched
     from fullcap.assets import asset_path
 
     src = asset_path(ASSET_NAME)
