@@ -60,14 +60,11 @@ def forward_kinematics(
     offsets = rest_heads - rest_heads[:, par]
     offsets = (as_parent[:, par] @ offsets[..., None])[..., 0]  # reference-pose bone offsets
 
-    rot = pose.new_empty(pose.shape)
+    rot = world_rotations(pose, parents, levels)
     pos = pose.new_empty(rest_heads.shape)
-    root = levels[0]
-    rot[:, root] = pose[:, root]
-    pos[:, root] = transl[:, None, :]
+    pos[:, levels[0]] = transl[:, None, :]
     for level in levels[1:]:
         p = parents[level]
-        rot[:, level] = rot[:, p] @ pose[:, level]
         pos[:, level] = pos[:, p] + (rot[:, p] @ offsets[:, level, :, None])[..., 0]
     skin_rot = rot @ to_ref
     skin_trans = pos - (skin_rot @ rest_heads[..., None])[..., 0]
@@ -146,3 +143,15 @@ def skin_grouped(
             + m[:, :, 2] * v[:, None, 2]
         )
     return out.permute(2, 0, 1)
+
+
+def world_rotations(
+    pose: torch.Tensor, parents: torch.Tensor, levels: list[torch.Tensor]
+) -> torch.Tensor:
+    """World rotations A_c (B, J, 3, 3) relative to the reference orientations, from the full
+    pose (B, J, 3, 3) (pose[:, 0] = global rotation): ``A_c = A_parent @ D_c``."""
+    rot = pose.new_empty(pose.shape)
+    rot[:, levels[0]] = pose[:, levels[0]]
+    for level in levels[1:]:
+        rot[:, level] = rot[:, parents[level]] @ pose[:, level]
+    return rot

@@ -109,6 +109,13 @@ class BodyModel(nn.Module):
         buf("keypoint_joint_weight", kp_w)  # (P, J)
         buf("keypoint_vertex_ids", kp_vids)  # (Pv,)
         buf("keypoint_vertex_weight", kp_vw)  # (P, Pv)
+        # The keypoint vertices' own slices of the bases, for the keypoints-only forward.
+        expr_full = torch.zeros(self.expression_basis.shape[0], basis.shape[1], 3)
+        expr_full[:, self.expression_vertex_ids] = self.expression_basis
+        buf("kp_template", self.template_vertices[kp_vids].clone())
+        buf("kp_shape_basis", basis[:, kp_vids].clone())
+        buf("kp_expression_basis", expr_full[:, kp_vids].clone())
+        buf("kp_skin_weights", skin_w[kp_vids].clone())
         buf("anny_coeff_template", t["anny_coeff_template"].to(f32))
         buf("anny_coeff_to_beta", t["anny_coeff_to_beta"].to(f32))
         buf("beta_to_anny_coeff", t["beta_to_anny_coeff"].to(f32))
@@ -232,13 +239,32 @@ class BodyModel(nn.Module):
             name, x, (batch, n, 3, 3), "rotation matrices per bone, or (B, n, 3) axis-angle"
         )
 
-    def shaped(self, betas: torch.Tensor, expression: torch.Tensor | None = None):
-        """Rest vertices (B, V, 3), rest joints (B, J, 3), rest orientations (B, J, 3, 3)."""
+    def shaped(
+        self,
+        betas: torch.Tensor,
+        expression: torch.Tensor | None = None,
+        keypoint_vertices_only: bool = False,
+    ):
+        """Rest vertices (B, V, 3), rest joints (B, J, 3), rest orientations (B, J, 3, 3).
+
+        With ``keypoint_vertices_only`` the vertices are only those that carry keypoints,
+        (B, Pv, 3) in ``keypoint_vertex_ids`` order.
+        """
         import roma
 
         k = betas.shape[1]
-        verts = self.template_vertices + torch.einsum("bk,kvd->bvd", betas, self.shape_basis[:k])
-        if expression is not None:
+        if keypoint_vertices_only:
+            template, basis, expr_basis = (
+                self.kp_template,
+                self.kp_shape_basis,
+                self.kp_expression_basis,
+            )
+        else:
+            template, basis, expr_basis = self.template_vertices, self.shape_basis, None
+        verts = template + torch.einsum("bk,kvd->bvd", betas, basis[:k])
+        if expression is not None and expr_basis is not None:
+            verts = verts + torch.einsum("be,evd->bvd", expression, expr_basis)
+        elif expression is not None:
             offsets = torch.einsum("be,evd->bvd", expression, self.expression_basis)
             if verts.shape[0] != offsets.shape[0]:
                 verts = verts.expand(offsets.shape[0], -1, -1).clone()
@@ -312,7 +338,7 @@ class BodyModel(nn.Module):
             transl = torch.zeros(batch, 3, dtype=self.dtype, device=self.device)
         full_pose = torch.cat([global_orient[:, None], rot], dim=1)
 
-        rest_v, rest_j, rest_r = self.shaped(betas, expression)
+        rest_v, rest_j, rest_r = self.shaped(betas, expression, not return_vertices)
         rest_v = rest_v.expand(batch, -1, -1)
         rest_j, rest_r = rest_j.expand(batch, -1, -1), rest_r.expand(batch, -1, -1, -1)
         joints, skin_rot, skin_trans = forward_kinematics(
@@ -323,8 +349,7 @@ class BodyModel(nn.Module):
             kp_verts = vertices[:, self.keypoint_vertex_ids]
         else:
             vertices = None
-            ids = self.keypoint_vertex_ids
-            kp_verts = skin(rest_v[:, ids], self.skin_weights[ids], skin_rot, skin_trans)
+            kp_verts = skin(rest_v, self.kp_skin_weights, skin_rot, skin_trans)
         all_kp = self.keypoint_joint_weight @ joints + self.keypoint_vertex_weight @ kp_verts
         keypoints = {name: all_kp[:, s[0] : s[1]] for name, s in self._sets.items()}
         return BodyModelOutput(vertices=vertices, joints=joints, keypoints=keypoints)
