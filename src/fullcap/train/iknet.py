@@ -98,7 +98,7 @@ def ik_losses(
     return dict(total=total, alpha=l_alpha, beta=l_beta, theta=l_theta, chi=l_chi, chibar=l_chibar)
 
 
-def train(out_dir: Path, tc: IKTrainConfig, progress: bool = True) -> Path:
+def train(out_dir: Path, tc: IKTrainConfig, progress: bool = True, workers: int = 1) -> Path:
     """Train (or resume) into ``out_dir``; returns the path of the last checkpoint."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,16 +114,15 @@ def train(out_dir: Path, tc: IKTrainConfig, progress: bool = True) -> Path:
         config = make_config(model, tc.part, width=tc.width, depth=tc.depth, num_betas=tc.num_betas)
     net = IKNet(config)
     opt = torch.optim.Adam(net.parameters(), lr=tc.lr)
-    gen = torch.Generator().manual_seed(tc.seed)
     step = 0
     if state is not None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["rng"])
         step = state["step"]
         log.info("resumed %s at step %d", ckpt_path, step)
     data = IKData(model, config)
     val = data.batch(512, torch.Generator().manual_seed(10_000 + tc.seed))
+    batches = iter(_loader(config, tc, step, workers))
 
     def checkpoint():
         save_checkpoint(
@@ -133,7 +132,6 @@ def train(out_dir: Path, tc: IKTrainConfig, progress: bool = True) -> Path:
                 train_config=asdict(tc),
                 model=net.state_dict(),
                 optimizer=opt.state_dict(),
-                rng=gen.get_state(),
                 step=step,
             ),
         )
@@ -142,7 +140,7 @@ def train(out_dir: Path, tc: IKTrainConfig, progress: bool = True) -> Path:
     t0 = time.time()
     while step < tc.steps:
         net.train()
-        batch = data.batch(tc.batch_size, gen)
+        batch = IKBatch(*next(batches))
         losses = ik_losses(net(batch.inputs), batch, data, tc)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -169,3 +167,32 @@ def _progress(total: int, start: int):
     from fullcap.train.checkpoint import ProgressBar
 
     return ProgressBar(total, start, "train iknet")
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Training batches; batch ``s`` depends only on (seed, s), so a resumed run sees the same
+    data as an uninterrupted one."""
+
+    def __init__(self, config: IKNetConfig, tc: IKTrainConfig, start: int):
+        self.config, self.tc, self.start = config, tc, start
+
+    def __iter__(self):
+        torch.set_num_threads(1)
+        data = IKData(BodyModel.load(), self.config)
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        step = self.start + wid
+        while True:
+            g = torch.Generator().manual_seed(self.tc.seed * 1_000_003 + step)
+            b = data.batch(self.tc.batch_size, g)
+            yield (b.inputs, b.target, b.rotations, b.betas, b.pose, b.global_orient)
+            step += nw
+
+
+def _loader(config: IKNetConfig, tc: IKTrainConfig, start: int, workers: int):
+    ds = _Batches(config, tc, start)
+    if workers == 0:
+        return ds
+    return torch.utils.data.DataLoader(
+        ds, batch_size=None, num_workers=workers, prefetch_factor=4, persistent_workers=False
+    )

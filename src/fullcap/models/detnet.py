@@ -1,0 +1,186 @@
+"""DetNet: body, hand and face keypoints from one person crop and its hand and face crops.
+
+Body: a backbone on the low-resolution person crop, a PoseNet for the basic keypoints shared
+by every source, and one PoseNet per source for its extended keypoints (the ``humbi``
+head gives the 33 keypoints that feed BodyIKNet). Metres, root = pelvis.
+Hands (the inter-part correlation): each hand is cropped from the full-resolution image
+(left hands mirrored into right hands); a light encoder's features of the crop are
+concatenated with the body features of the hand's region (ROI-aligned from the body feature
+map) and a PoseNet gives 21 keypoints, root = middle1, in wrist-middle1 units.
+Face: the face crop, encoded the same way with its body-feature region, gives the 68 face
+landmarks (2D maps only: the lambda_f term).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fullcap.models.backbone import CropEncoder, make_backbone
+from fullcap.models.posenet import PoseMaps, PoseNet
+from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _subset
+
+PRESETS: dict[str, dict] = {
+    "lite": dict(
+        backbone="lite", body_size=128, hand_size=64, face_size=64, hidden=64, crop_width=32
+    ),
+    "paper": dict(
+        backbone="resnet50", body_size=256, hand_size=128, face_size=128, hidden=128, crop_width=64
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DetNetConfig:
+    """Everything needed to rebuild a DetNet (saved inside checkpoints)."""
+
+    preset: str = "lite"
+    backbone: str = "lite"
+    body_size: int = 128
+    hand_size: int = 64
+    face_size: int = 64
+    hidden: int = 64
+    crop_width: int = 32
+    basic: tuple[str, ...] = BASIC9
+    # Extended keypoints per training source: (source name, keypoint names in BODY33).
+    extended: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(("humbi", BODY33),))
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> DetNetConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        return cls(preset=name, **(PRESETS[name] | overrides))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DetNetConfig:
+        d = dict(d)
+        d["basic"] = tuple(d["basic"])
+        d["extended"] = tuple((s, tuple(names)) for s, names in d["extended"])
+        return cls(**d)
+
+
+def bones_of(names: tuple[str, ...]) -> torch.Tensor:
+    """(n_bones, 2) (child, parent) index pairs of a body keypoint subset."""
+    sub = _subset("sub", names, BODY33_SET)
+    return torch.tensor(
+        [(c, p) for c, p in enumerate(sub.parents) if p >= 0], dtype=torch.long
+    ).reshape(-1, 2)
+
+
+HAND_BONES = torch.tensor([(c, p) for c, p in enumerate(HAND21_SET.parents) if p >= 0])
+
+
+def roi_align(
+    features: torch.Tensor,
+    boxes: torch.Tensor,
+    size: int,
+    image_size: int,
+    mirror: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Bilinear ROI features (N, C, size, size) of ``features`` (B, C, h, w) for ``boxes``
+    (N, 5) = (batch index, x0, y0, x1, y1) in pixels of the (square) image of side
+    ``image_size`` that the feature map covers; ``mirror`` (N,) flips a region left-right."""
+    idx = boxes[:, 0].long()
+    x0, y0, x1, y1 = (boxes[:, i] / image_size * 2 - 1 for i in range(1, 5))
+    t = (torch.arange(size, device=features.device, dtype=features.dtype) + 0.5) / size
+    gx = x0[:, None] + (x1 - x0)[:, None] * t  # (N, size)
+    if mirror is not None:
+        gx = torch.where(mirror[:, None], gx.flip(-1), gx)
+    gy = y0[:, None] + (y1 - y0)[:, None] * t
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    return F.grid_sample(features[idx], grid, align_corners=False)
+
+
+@dataclass(frozen=True)
+class DetNetOutput:
+    """basic, extended[source]: body maps; hands: maps of the hand crops in input order (N_h);
+    face: 2D maps of the face crops (N_f); features: the body feature map."""
+
+    basic: PoseMaps
+    extended: dict[str, PoseMaps]
+    hands: PoseMaps | None
+    face: PoseMaps | None
+    features: torch.Tensor
+
+
+class DetNet(nn.Module):
+    def __init__(self, config: DetNetConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = make_backbone(config.backbone)
+        c = self.backbone.channels
+        self.basic = PoseNet(c, len(config.basic), len(bones_of(config.basic)), config.hidden)
+        self.extended = nn.ModuleDict(
+            {
+                s: PoseNet(c, len(names), len(bones_of(names)), config.hidden)
+                for s, names in config.extended
+            }
+        )
+        for name, names in (("basic", config.basic), *config.extended):
+            self.register_buffer(f"bones_{name}", bones_of(names), persistent=False)
+        self.hand_encoder = CropEncoder(config.crop_width)
+        self.hand_net = PoseNet(config.crop_width + c, 21, len(HAND_BONES), config.hidden)
+        self.face_encoder = CropEncoder(config.crop_width)
+        self.face_net = PoseNet(config.crop_width + c, len(FACE68), 0, config.hidden, with_3d=False)
+        self.register_buffer(
+            "mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False
+        )
+
+    def bones(self, head: str) -> torch.Tensor:
+        """(n_bones, 2) (child, parent) pairs of the basic head or a source's extended head."""
+        return getattr(self, f"bones_{head}")
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or [0, 1] float images (N, 3, H, W), RGB -> normalised float."""
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+        return (x - self.mean) / self.std
+
+    def _part(self, encoder, net, crops, boxes, mirror, features) -> PoseMaps:
+        if mirror is not None:
+            crops = torch.where(mirror[:, None, None, None], crops.flip(-1), crops)
+        f = encoder(self.normalise(crops))
+        roi = roi_align(features, boxes, f.shape[-1], self.config.body_size, mirror)
+        return net(torch.cat([f, roi], dim=1))
+
+    def forward(
+        self,
+        body: torch.Tensor,
+        hand_crops: torch.Tensor | None = None,
+        hand_boxes: torch.Tensor | None = None,
+        hand_is_left: torch.Tensor | None = None,
+        face_crops: torch.Tensor | None = None,
+        face_boxes: torch.Tensor | None = None,
+        heads: tuple[str, ...] | None = None,
+    ) -> DetNetOutput:
+        """Run the network.
+
+        Args:
+            body: (B, 3, S, S) person crops (S = config.body_size), uint8 or [0, 1] float.
+            hand_crops: (N_h, 3, s, s) hand crops from the full-resolution image, as seen
+                (left hands are mirrored here); hand_boxes: (N_h, 5) (batch index, x0, y0, x1,
+                y1) of each hand crop in body-crop pixels; hand_is_left: (N_h,) bool.
+            face_crops: (N_f, 3, s, s); face_boxes: (N_f, 5) like hand_boxes.
+            heads: extended heads to run (default: all).
+        """
+        if body.ndim != 4 or body.shape[1] != 3:
+            raise ValueError(f"body must have shape (B, 3, H, W), got {tuple(body.shape)}")
+        feats = self.backbone(self.normalise(body))
+        names = heads if heads is not None else tuple(self.extended.keys())
+        extended = {s: self.extended[s](feats) for s in names}
+        hands = face = None
+        if hand_crops is not None and len(hand_crops):
+            hands = self._part(
+                self.hand_encoder, self.hand_net, hand_crops, hand_boxes, hand_is_left, feats
+            )
+        if face_crops is not None and len(face_crops):
+            face = self._part(self.face_encoder, self.face_net, face_crops, face_boxes, None, feats)
+        return DetNetOutput(self.basic(feats), extended, hands, face, feats)
