@@ -369,6 +369,41 @@ def cmd_demo(out: str, size: int, device: str, poses: Sequence[str] | None) -> i
     return 0
 
 
+# ------------------------------------------------------------------------------ training
+def cmd_train_iknet(
+    part: str, out: str | None, steps: int, batch_size: int, seed: int, workers: int
+) -> int:
+    """``fullcap train iknet``: train (or resume) BodyIKNet / HandIKNet."""
+    import logging
+
+    from fullcap.train.iknet import IKTrainConfig, train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out_dir = Path(out or f"runs/iknet_{part}")
+    tc = IKTrainConfig(part=part, steps=steps, batch_size=batch_size, seed=seed)
+    ckpt = train(out_dir, tc, progress=sys.stderr.isatty(), workers=workers)
+    print(f"checkpoint: {ckpt}")
+    print(f"weights:    {out_dir / 'weights.safetensors'}")
+    return 0
+
+
+def cmd_eval_iknet(part: str, weights: str | None, samples: int, as_json: bool) -> int:
+    """``fullcap eval iknet``: metrics of an IKNet and of the optimisation baseline."""
+    from fullcap.eval.iknet import evaluate
+    from fullcap.models.weights import load_iknet
+    from fullcap.train.ik_data import IKData
+
+    net = load_iknet(weights or ("bodyiknet" if part == "body" else "handiknet"))
+    if net.config.part != part:
+        raise CliError(f"{weights} holds a {net.config.part} IKNet, not a {part} one")
+    report = evaluate(net, IKData(_load_body_model(), net.config), n=samples)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(f"{part} IKNet", report)
+    return 0
+
+
 # ------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fullcap`` (exposed for documentation and tests)."""
@@ -425,6 +460,52 @@ def build_parser() -> argparse.ArgumentParser:
         "render-keypoints", parents=[verbose], help="draw the keypoint sets on the body"
     )
     p.add_argument("-o", "--out", default="docs/keypoints.png", help="output PNG")
+
+    sy = sub.add_parser("synth", parents=[verbose], help="synthetic training data")
+    ssub = sy.add_subparsers(dest="synth_command", metavar="COMMAND")
+    sources = ("mtc_like", "h36m_like", "humbi_like", "coco_like", "hand_like", "face_like")
+    p = ssub.add_parser("preview", parents=[verbose], help="contact sheet with labels drawn")
+    p.add_argument("-o", "--out", default="docs/synth_preview.png")
+    p.add_argument("--source", choices=sources, default="humbi_like")
+    p.add_argument("-n", type=int, default=16, help="samples (default: 16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256)
+    p = ssub.add_parser("generate", parents=[verbose], help="render a sharded dataset")
+    p.add_argument("out", help="output folder (resumes what is there)")
+    p.add_argument("--source", choices=sources, required=True)
+    p.add_argument("-n", type=int, required=True, help="number of samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels")
+    p = ssub.add_parser("bench", parents=[verbose], help="images per second")
+    p.add_argument("-n", type=int, default=512)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--source", choices=sources, default="mtc_like")
+    p.add_argument("--json", action="store_true")
+    p = ssub.add_parser("pose-sheet", parents=[verbose], help="contact sheets of sampled poses")
+    p.add_argument("-o", "--out", default="docs/synth_pose_samples.png")
+    p.add_argument("--hands-out", default="docs/synth_hand_samples.png")
+    p.add_argument("--seed", type=int, default=0)
+
+    tr = sub.add_parser("train", parents=[verbose], help="train a network (resumable)")
+    tsub = tr.add_subparsers(dest="train_command", metavar="NETWORK")
+    p = tsub.add_parser("iknet", parents=[verbose], help="BodyIKNet or HandIKNet")
+    p.add_argument("--part", choices=("body", "hand"), default="body")
+    p.add_argument("--out", help="run folder (default: runs/iknet_PART); resumes if it exists")
+    p.add_argument("--steps", type=int, default=15000, help="total steps (default: 15000)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="data processes (default: 1)")
+
+    ev = sub.add_parser("eval", parents=[verbose], help="evaluate a network")
+    esub = ev.add_subparsers(dest="eval_command", metavar="NETWORK")
+    p = esub.add_parser("iknet", parents=[verbose], help="BodyIKNet or HandIKNet")
+    p.add_argument("--part", choices=("body", "hand"), default="body")
+    p.add_argument("--weights", help="weights file (default: the packaged ones)")
+    p.add_argument("--samples", type=int, default=1024, help="held-out samples (default: 1024)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return parser
 
 
@@ -447,6 +528,30 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.bodymodel_command == "render-keypoints":
             return cmd_bodymodel_render_keypoints(out=args.out)
         parser.parse_args(["bodymodel", "--help"])  # prints the sub-help and exits 0
+    if args.command == "synth":
+        from fullcap.commands import synth
+
+        if args.synth_command == "preview":
+            return synth.preview(args.out, args.source, args.n, args.seed, args.size)
+        if args.synth_command == "generate":
+            return synth.generate(
+                args.out, args.source, args.n, args.seed, args.shard_size, args.workers, args.size
+            )
+        if args.synth_command == "bench":
+            return synth.bench(args.n, args.size, args.workers, args.source, args.json)
+        if args.synth_command == "pose-sheet":
+            return synth.pose_sheet(args.out, args.hands_out, args.seed)
+        parser.parse_args(["synth", "--help"])
+    if args.command == "train":
+        if args.train_command == "iknet":
+            return cmd_train_iknet(
+                args.part, args.out, args.steps, args.batch_size, args.seed, args.workers
+            )
+        parser.parse_args(["train", "--help"])
+    if args.command == "eval":
+        if args.eval_command == "iknet":
+            return cmd_eval_iknet(args.part, args.weights, args.samples, args.json)
+        parser.parse_args(["eval", "--help"])
     parser.print_usage(sys.stderr)
     print("fullcap: error: a command is required (see `fullcap --help`)", file=sys.stderr)
     return 2

@@ -112,6 +112,7 @@ def train(out_dir: Path, tc: IKTrainConfig, progress: bool = True, workers: int 
     else:
         state = None
         config = make_config(model, tc.part, width=tc.width, depth=tc.depth, num_betas=tc.num_betas)
+    torch.manual_seed(tc.seed)  # the initial weights of a fresh run
     net = IKNet(config)
     opt = torch.optim.Adam(net.parameters(), lr=tc.lr)
     step = 0
@@ -160,7 +161,21 @@ def train(out_dir: Path, tc: IKTrainConfig, progress: bool = True, workers: int 
             log.info("step %d val %s (%.0f s)", step, json.dumps(row), time.time() - t0)
     if bar is not None:
         bar.close()
+    export(ckpt_path, out_dir / "weights.safetensors")
     return ckpt_path
+
+
+def export(checkpoint: Path, out: Path) -> Path:
+    """Write a checkpoint's network as a float16 weights file with its config and training info."""
+    from fullcap.models.weights import save_weights
+
+    state = load_checkpoint(checkpoint)
+    config = IKNetConfig.from_dict(state["config"])
+    net = IKNet(config)
+    net.load_state_dict(state["model"])
+    kind = "bodyiknet" if config.part == "body" else "handiknet"
+    info = {"steps": state["step"], "train_config": state["train_config"]}
+    return save_weights(net, kind, config.to_dict(), out, info=info, half=True)
 
 
 def _progress(total: int, start: int):
