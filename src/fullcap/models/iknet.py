@@ -82,6 +82,9 @@ class IKNetConfig:
     width: int = 1024
     depth: int = 6
     reference: tuple[float, ...] = field(default=(), repr=False)  # (P*3,) reference keypoints
+    # Shape output = beta_mean + beta_std * raw: the raw outputs start near 0 at unit scale.
+    beta_mean: tuple[float, ...] = ()
+    beta_std: tuple[float, ...] = ()
 
     @property
     def in_features(self) -> int:
@@ -97,15 +100,20 @@ class IKNetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> IKNetConfig:
         d = dict(d)
-        for key in ("keypoints", "parents", "bones", "reference"):
+        for key in ("keypoints", "parents", "bones", "reference", "beta_mean", "beta_std"):
             d[key] = tuple(d[key])
         return cls(**d)
 
 
 def preset(
-    part: str, reference: torch.Tensor, parents: tuple[int, ...], **overrides
+    part: str,
+    reference: torch.Tensor,
+    parents: tuple[int, ...],
+    betas: torch.Tensor | None = None,
+    **overrides,
 ) -> IKNetConfig:
-    """The body or hand config; ``reference`` (P, 3) are the reference-pose keypoints."""
+    """The body or hand config; ``reference`` (P, 3) are the reference-pose keypoints and
+    ``betas`` (N, >= num_betas) example shapes whose mean and spread scale the shape output."""
     if part == "body":
         base = dict(part="body", keypoints=BODY33, bones=BODY_IK_BONES, num_betas=16)
     elif part == "hand":
@@ -113,7 +121,14 @@ def preset(
     else:
         raise ValueError(f"part must be 'body' or 'hand', got {part!r}")
     base |= dict(parents=tuple(parents), reference=tuple(reference.reshape(-1).tolist()))
-    return IKNetConfig(**(base | overrides))
+    base |= overrides
+    k = base["num_betas"]
+    if betas is not None:
+        base["beta_mean"] = tuple(betas[:, :k].mean(0).tolist())
+        base["beta_std"] = tuple(betas[:, :k].std(0).clamp(min=1e-3).tolist())
+    else:
+        base["beta_mean"], base["beta_std"] = (0.0,) * k, (1.0,) * k
+    return IKNetConfig(**base)
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,11 @@ class IKNet(nn.Module):
         self.register_buffer("has_parent", (parents >= 0).float()[:, None], persistent=False)
         ref = torch.tensor(config.reference, dtype=torch.float32).reshape(n, 3)
         self.register_buffer("reference", ref, persistent=False)
+        k = config.num_betas
+        mean = torch.tensor(config.beta_mean or (0.0,) * k, dtype=torch.float32)
+        std = torch.tensor(config.beta_std or (1.0,) * k, dtype=torch.float32)
+        self.register_buffer("beta_mean", mean, persistent=False)
+        self.register_buffer("beta_std", std, persistent=False)
         layers: list[nn.Module] = []
         width_in = config.in_features
         for _ in range(config.depth - 1):
@@ -167,4 +187,5 @@ class IKNet(nn.Module):
         out = self.head(self.body(self.features(keypoints)))
         n_b = len(self.config.bones)
         raw = out[:, : 6 * n_b].reshape(-1, n_b, 6)
-        return IKOutput(rotations=rot6d_to_rotmat(raw), raw6d=raw, betas=out[:, 6 * n_b :])
+        betas = self.beta_mean + self.beta_std * out[:, 6 * n_b :]
+        return IKOutput(rotations=rot6d_to_rotmat(raw), raw6d=raw, betas=betas)

@@ -64,7 +64,10 @@ def make_config(model: BodyModel, part: str, **overrides) -> IKNetConfig:
         out = model(return_vertices=False)
     set_name = "body33" if part == "body" else "right_hand"
     ref = normalise(out.keypoints[set_name] @ _model_to_camera(model), part, kp_set.names)[0]
-    return preset(part, ref, kp_set.parents, **overrides)
+    from fullcap.synth.samplers import ParamSampler
+
+    examples = ParamSampler(model).sample(1024, torch.Generator().manual_seed(0)).betas
+    return preset(part, ref, kp_set.parents, betas=examples, **overrides)
 
 
 def _model_to_camera(model: BodyModel) -> torch.Tensor:
