@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import pytest
-import roma
 import torch
 
 from fullcap.bodymodel.model import BodyModel
-
-N_SAMPLES = 128
 
 try:
     import anny  # noqa: F401
@@ -28,51 +24,19 @@ pytestmark = pytest.mark.skipif(not HAVE_ANNY, reason="needs anny: scripts/setup
 
 @pytest.fixture(scope="module")
 def anny_model():
-    from fullcap.bodymodel.build import _anny_model
+    from fullcap.bodymodel.parity import anny_reference_model
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _anny_model()
-
-
-def _samples(n: int, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    f64 = torch.float64
-    return dict(
-        phenotypes=torch.rand(n, 6, generator=g, dtype=f64),
-        expression=torch.rand(n, 52, generator=g, dtype=f64),
-        rotvec=torch.randn(n, 104, 3, generator=g, dtype=f64) * 0.35,
-        transl=torch.randn(n, 3, generator=g, dtype=f64),
-    )
+    return anny_reference_model()
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_vertices_and_joints_match_anny(anny_model, dtype):
-    from fullcap.bodymodel.build import anny_coefficients
+    from fullcap.bodymodel.parity import compare
 
-    s = _samples(N_SAMPLES, seed=7)
-    rot = roma.rotvec_to_rotmat(s["rotvec"])
-    deltas = torch.eye(4, dtype=torch.float64).repeat(N_SAMPLES, 104, 1, 1)
-    deltas[:, :, :3, :3] = rot
-    deltas[:, 0, :3, 3] = s["transl"]
-    ref = anny_model(
-        pose_parameters=deltas, phenotype_kwargs=s["phenotypes"], facial_actions=s["expression"]
-    )
-
-    bm = BodyModel.load(dtype=dtype)
-    betas = bm.betas_from_anny(anny_coefficients(anny_model, s["phenotypes"]).to(dtype))
-    out = bm(
-        betas=betas,
-        expression=s["expression"].to(dtype),
-        pose=rot[:, 1:].to(dtype),
-        global_orient=rot[:, 0].to(dtype),
-        transl=s["transl"].to(dtype),
-    )
-    v_err = (out.vertices.double() - ref["vertices"]).norm(dim=-1) * 1000  # mm
-    j_err = (out.joints.double() - ref["bone_poses"][..., :3, 3]).norm(dim=-1) * 1000
+    r = compare(n=128, dtype=dtype, anny_model=anny_model)
     # Documented tolerance (README): mean <= 1 mm, max <= 5 mm.
-    assert v_err.mean() <= 1.0 and v_err.max() <= 5.0, (v_err.mean(), v_err.max())
-    assert j_err.mean() <= 1.0 and j_err.max() <= 5.0, (j_err.mean(), j_err.max())
+    assert r["vertex_mean_mm"] <= 1.0 and r["vertex_max_mm"] <= 5.0, r
+    assert r["joint_mean_mm"] <= 1.0 and r["joint_max_mm"] <= 5.0, r
 
 
 def test_betas_roundtrip_through_anny_coefficients(anny_model):

@@ -248,7 +248,12 @@ def cmd_bodymodel_build(out: str | None) -> int:
 
 
 def cmd_bodymodel_bench(
-    batch_sizes: Sequence[int], repeats: int, compare_anny: bool, device: str, as_json: bool
+    batch_sizes: Sequence[int],
+    repeats: int,
+    compare_anny: bool,
+    device: str,
+    as_json: bool,
+    threads: int | None = None,
 ) -> int:
     """``fullcap bodymodel bench``: time the body-model forward (and Anny's)."""
     if any(b <= 0 for b in batch_sizes) or repeats <= 0:
@@ -256,13 +261,35 @@ def cmd_bodymodel_bench(
     from fullcap.bodymodel import bench
 
     try:
-        report = bench.run(batch_sizes, repeats, compare_anny, device=resolve_device(device))
+        report = bench.run(
+            batch_sizes, repeats, compare_anny, device=resolve_device(device), threads=threads
+        )
     except ImportError as exc:
         raise CliError(f"{exc}; compare without Anny using --no-anny, or {_ANNY_HINT}") from exc
     if as_json:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print_report("body model forward", report)
+    return 0
+
+
+def cmd_bodymodel_parity(samples: int, as_json: bool) -> int:
+    """``fullcap bodymodel parity``: vertex/joint error against Anny, float64 and float32."""
+    import torch
+
+    try:
+        from fullcap.bodymodel.parity import anny_reference_model, compare
+
+        anny_model = anny_reference_model()
+    except (ImportError, RuntimeError) as exc:
+        raise CliError(f"{exc}; {_ANNY_HINT}") from exc
+    rows = [
+        compare(samples, dtype=dt, anny_model=anny_model) for dt in (torch.float64, torch.float32)
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_report("parity with Anny (mm)", {"rows": rows})
     return 0
 
 
@@ -455,6 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes")
     p.add_argument("--repeats", type=int, default=20, help="timed runs per measurement")
     p.add_argument("--no-anny", action="store_true", help="do not time Anny's forward")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p = bsub.add_parser("parity", parents=[verbose], help="compare with Anny's own forward")
+    p.add_argument("--samples", type=int, default=128, help="random bodies (default: 128)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p = bsub.add_parser(
         "render-keypoints", parents=[verbose], help="draw the keypoint sets on the body"
@@ -524,7 +555,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 compare_anny=not args.no_anny,
                 device=args.device,
                 as_json=args.json,
+                threads=args.threads,
             )
+        if args.bodymodel_command == "parity":
+            return cmd_bodymodel_parity(args.samples, args.json)
         if args.bodymodel_command == "render-keypoints":
             return cmd_bodymodel_render_keypoints(out=args.out)
         parser.parse_args(["bodymodel", "--help"])  # prints the sub-help and exits 0

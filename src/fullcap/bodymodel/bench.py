@@ -66,9 +66,17 @@ def run(
     repeats: int = 20,
     compare_anny: bool = True,
     device: str | torch.device = "cpu",
+    threads: int | None = None,
 ) -> dict:
-    """Time the forwards; returns a dict with a row per (model, batch size)."""
+    """Time the forwards; returns a dict with a row per (model, batch size).
+
+    ``threads``: torch intra-op threads for the run (None: leave as is). On a machine that is
+    busy with other work, 1 thread gives steadier figures (2 threads spin-wait on each other).
+    """
     import roma
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     device = torch.device(device)
     bm = BodyModel.load(device=device)
