@@ -158,7 +158,7 @@ def test_bench_wiring(monkeypatch, capsys):
 
     calls = []
 
-    def fake_run(batch_sizes, repeats, compare_anny, device="cpu"):
+    def fake_run(batch_sizes, repeats, compare_anny, device="cpu", threads=None):
         calls.append((list(batch_sizes), repeats, compare_anny, str(device)))
         rows = [{"batch": b, "fullcap_ms": 1.5 * b} for b in batch_sizes]
         return {"device": str(device), "rows": rows}
