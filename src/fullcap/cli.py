@@ -492,6 +492,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--out", default="docs/keypoints.png", help="output PNG")
 
+    p = sub.add_parser(
+        "capture", parents=[verbose, device], help="images, a video or a webcam to results"
+    )
+    p.add_argument("input", nargs="?", help="image, folder of images or video file")
+    p.add_argument("--camera", type=int, metavar="INDEX", help="capture from webcam INDEX")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument(
+        "--intrinsics",
+        metavar="FOV_DEG|K.json",
+        help="vertical field of view in degrees, or a JSON file with fx, fy, cx, cy or K",
+    )
+    p.add_argument("--mode", choices=("auto", "image", "video"), default="auto")
+    for net in ("detnet", "body-ik", "hand-ik"):
+        p.add_argument(f"--{net}", default="auto", help="auto (packaged), a weights file, or none")
+    p.add_argument("--no-smoothing", action="store_true", help="no 1-euro filter in video mode")
+    p.add_argument("--min-cutoff", type=float, default=1.0, help="1-euro min cutoff (Hz)")
+    p.add_argument("--beta", type=float, default=5.0, help="1-euro speed coefficient")
+    p.add_argument("--d-cutoff", type=float, default=1.0, help="1-euro derivative cutoff (Hz)")
+    p.add_argument("--exports", default="jsonl,npz,overlay,bvh,glb,arkit")
+    p.add_argument("--max-frames", type=int)
+    p.add_argument("--fps", type=float, default=30.0, help="time base for image folders")
+    p.add_argument("--npz-every", type=int, default=50, help="save result.npz every N frames")
+    p.add_argument("--max-side", type=int, default=4096, help="downscale larger frames")
+
     sy = sub.add_parser("synth", parents=[verbose], help="synthetic training data")
     ssub = sy.add_subparsers(dest="synth_command", metavar="COMMAND")
     sources = ("mtc_like", "h36m_like", "humbi_like", "coco_like", "hand_like", "face_like")
@@ -562,6 +586,31 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.bodymodel_command == "render-keypoints":
             return cmd_bodymodel_render_keypoints(out=args.out)
         parser.parse_args(["bodymodel", "--help"])  # prints the sub-help and exits 0
+    if args.command == "capture":
+        from fullcap.commands.capture import capture
+
+        if (args.input is None) == (args.camera is None):
+            raise CliError("give either INPUT (a file or folder) or --camera INDEX")
+        return capture(
+            str(args.camera) if args.camera is not None else args.input,
+            args.out,
+            camera=args.intrinsics,
+            device=args.device,
+            mode=args.mode,
+            detnet=args.detnet,
+            body_ik=args.body_ik,
+            hand_ik=args.hand_ik,
+            smoothing=not args.no_smoothing,
+            min_cutoff=args.min_cutoff,
+            beta=args.beta,
+            d_cutoff=args.d_cutoff,
+            exports=[e for e in args.exports.split(",") if e],
+            max_frames=args.max_frames,
+            fps=args.fps,
+            npz_every=args.npz_every,
+            max_side=args.max_side,
+            progress=sys.stderr.isatty(),
+        )
     if args.command == "synth":
         from fullcap.commands import synth
 
