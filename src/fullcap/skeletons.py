@@ -147,6 +147,15 @@ def _face68_edges() -> tuple[tuple[int, int], ...]:
     return tuple(edges)
 
 
+def swap_side(name: str) -> str:
+    """The mirror keypoint's name: ``left_x`` <-> ``right_x``; other names are unchanged."""
+    if name.startswith("left_"):
+        return "right_" + name[5:]
+    if name.startswith("right_"):
+        return "left_" + name[6:]
+    return name
+
+
 @dataclass(frozen=True)
 class KeypointSet:
     """A named keypoint set: ordered names, a parent per keypoint (None for roots), edges."""
@@ -168,16 +177,9 @@ class KeypointSet:
     def flip_permutation(self) -> tuple[int, ...]:
         """Index permutation that swaps left and right keypoints (for mirroring)."""
 
-        def swap(n: str) -> str:
-            if n.startswith("left_"):
-                return "right_" + n[5:]
-            if n.startswith("right_"):
-                return "left_" + n[6:]
-            return n
-
         if self.name == "face68":
             return tuple(_FACE68_FLIP)
-        return tuple(self.names.index(swap(n)) for n in self.names)
+        return tuple(self.names.index(swap_side(n)) for n in self.names)
 
 
 def _from_parents(name: str, names: tuple[str, ...], parent: dict[str, str | None]) -> KeypointSet:

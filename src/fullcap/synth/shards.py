@@ -39,6 +39,7 @@ import torch.utils.data
 from safetensors.numpy import save
 
 from fullcap.io import atomic_write_bytes, atomic_write_text
+from fullcap.skeletons import swap_side
 from fullcap.synth.engine import SynthEngine, SynthSample
 from fullcap.synth.sources import get_source
 
@@ -289,14 +290,6 @@ class Augment:
     color: float = 0.2  # amplitude of brightness / contrast / saturation jitter
 
 
-def _swap_name(n: str) -> str:
-    if n.startswith("left_"):
-        return "right_" + n[5:]
-    if n.startswith("right_"):
-        return "left_" + n[6:]
-    return n
-
-
 def flip_permutation(set_name: str, names: list[str]) -> list[int]:
     """Left/right permutation of a stored set: ``fullcap.skeletons`` for sets it knows (face68
     mirror pairs), otherwise by ``left_``/``right_`` names."""
@@ -305,7 +298,7 @@ def flip_permutation(set_name: str, names: list[str]) -> list[int]:
     ks = KEYPOINT_SETS.get(set_name)
     if ks is not None and list(ks.names) == list(names):
         return list(ks.flip_permutation())
-    return [names.index(_swap_name(n)) for n in names]
+    return [names.index(swap_side(n)) for n in names]
 
 
 def augment_sample(
@@ -385,7 +378,7 @@ def augment_sample(
     if flip:
         for name in list(sets):
             if name.startswith("left_"):
-                other = _swap_name(name)
+                other = swap_side(name)
                 for pre in ("kp2d/", "vis/", "kp3d/"):
                     if pre + name in lab:
                         lab[pre + name], lab[pre + other] = lab[pre + other], lab[pre + name]

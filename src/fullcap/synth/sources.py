@@ -44,14 +44,9 @@ class ExtendedSet:
     def flip_permutation(self) -> tuple[int, ...]:
         """Index permutation swapping ``left_*`` and ``right_*`` names."""
 
-        def swap(n: str) -> str:
-            if n.startswith("left_"):
-                return "right_" + n[5:]
-            if n.startswith("right_"):
-                return "left_" + n[6:]
-            return n
+        from fullcap.skeletons import swap_side
 
-        return tuple(self.names.index(swap(n)) for n in self.names)
+        return tuple(self.names.index(swap_side(n)) for n in self.names)
 
 
 def _one(name: str) -> Anchor:
