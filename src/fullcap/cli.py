@@ -554,6 +554,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="data processes (default: 1)")
 
+    p = tsub.add_parser("facenet", parents=[verbose], help="FaceNet on face crops")
+    p.add_argument("--data", nargs="+", required=True, help="shard folders or crop folders")
+    p.add_argument("--val", nargs="*", default=(), help="held-out folders")
+    p.add_argument("--out", help="run folder (default: runs/facenet); resumes if it exists")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--size", type=int, default=64, help="crop side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--self-supervised", action="store_true", help="no ground-truth terms")
+
     ev = sub.add_parser("eval", parents=[verbose], help="evaluate a network")
     esub = ev.add_subparsers(dest="eval_command", metavar="NETWORK")
     p = esub.add_parser("iknet", parents=[verbose], help="BodyIKNet or HandIKNet")
@@ -561,6 +573,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights file (default: the packaged ones)")
     p.add_argument("--samples", type=int, default=1024, help="held-out samples (default: 1024)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p = esub.add_parser("facenet", parents=[verbose], help="landmark and photometric error")
+    p.add_argument("--data", nargs="+", required=True, help="held-out shard or crop folders")
+    p.add_argument("--weights", help="weights file (default: the packaged ones)")
+    p.add_argument("--samples", type=int)
+    p.add_argument("--overlay", help="write fits drawn over the crops to this PNG")
+    p.add_argument("--overlay-n", type=int, default=8)
+    p.add_argument("--json", action="store_true")
+
+    be = sub.add_parser("bench", parents=[verbose], help="time a network")
+    bsub2 = be.add_subparsers(dest="bench_command", metavar="NETWORK")
+    p = bsub2.add_parser("facenet", parents=[verbose], help="ms per face crop")
+    p.add_argument("--weights", help="weights file (default: an untrained network)")
+    p.add_argument("-n", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -630,11 +657,30 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return cmd_train_iknet(
                 args.part, args.out, args.steps, args.batch_size, args.seed, args.workers
             )
+        if args.train_command == "facenet":
+            from fullcap.commands import facenet
+
+            return facenet.train(
+                args.data, args.out, args.steps, args.batch_size, args.lr, args.seed,
+                args.size, args.workers, args.val, args.self_supervised,
+            )  # fmt: skip
         parser.parse_args(["train", "--help"])
     if args.command == "eval":
         if args.eval_command == "iknet":
             return cmd_eval_iknet(args.part, args.weights, args.samples, args.json)
+        if args.eval_command == "facenet":
+            from fullcap.commands import facenet
+
+            return facenet.evaluate(
+                args.data, args.weights, args.samples, args.overlay, args.overlay_n, args.json
+            )
         parser.parse_args(["eval", "--help"])
+    if args.command == "bench":
+        if args.bench_command == "facenet":
+            from fullcap.commands import facenet
+
+            return facenet.bench(args.weights, args.n, args.threads, args.json)
+        parser.parse_args(["bench", "--help"])
     parser.print_usage(sys.stderr)
     print("fullcap: error: a command is required (see `fullcap --help`)", file=sys.stderr)
     return 2

@@ -94,3 +94,29 @@ def load_iknet(name_or_path: str | Path, device: str | torch.device = "cpu"):
     net = IKNet(IKNetConfig.from_dict(meta["config"]))
     net.load_state_dict({k: v.float() for k, v in tensors.items()})
     return net.to(device).eval()
+
+
+def load_facenet(name_or_path: str | Path, device: str | torch.device = "cpu"):
+    """A :class:`fullcap.models.facenet.FaceNet` (with its face model) from packaged weights
+    or a file."""
+    from fullcap.models.facenet import FaceNet, FaceNetConfig
+
+    tensors, meta = read_weights(name_or_path)
+    if meta["kind"] != "facenet":
+        raise AssetError(f"{meta['path']} holds {meta['kind']!r} weights, not a FaceNet")
+    net = FaceNet(FaceNetConfig.from_dict(meta["config"]))
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    return net.to(device).eval()
+
+
+def load_detnet(name_or_path: str | Path, device: str | torch.device = "cpu"):
+    """A :class:`fullcap.models.detnet.DetNet` (eval mode, float32) from packaged weights
+    (``detnet_lite``) or a weights file written by ``fullcap train detnet``."""
+    from fullcap.models.detnet import DetNet, DetNetConfig
+
+    tensors, meta = read_weights(name_or_path)
+    if not str(meta.get("kind") or "").startswith("detnet"):
+        raise AssetError(f"{meta['path']} holds a {meta.get('kind')!r} network, not a DetNet")
+    net = DetNet(DetNetConfig.from_dict(meta["config"]))
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    return net.to(device).eval()
