@@ -554,6 +554,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="data processes (default: 1)")
 
+    p = tsub.add_parser("detnet", parents=[verbose, device], help="DetNet (resumable)")
+    p.add_argument("--preset", choices=("lite", "paper"), default="lite")
+    p.add_argument("--data", nargs="+", required=True, help="training shard folders")
+    p.add_argument("--val", nargs="*", default=(), help="validation shard folders")
+    p.add_argument("--out", default="runs/detnet_lite", help="run folder; resumes if it exists")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--factor", type=int, default=2, help="scales the per-source batch counts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--time-limit", type=float, help="stop (resumably) after this many seconds")
+    p = tsub.add_parser("detnet-data", parents=[verbose], help="render DetNet training shards")
+    p.add_argument("out", help="folder: OUT/<source>/train and OUT/<source>/val")
+    p.add_argument("--sources", nargs="*", help="default: all six")
+    p.add_argument("--n-train", type=int, default=2048)
+    p.add_argument("--n-val", type=int, default=256)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
     p = tsub.add_parser("facenet", parents=[verbose], help="FaceNet on face crops")
     p.add_argument("--data", nargs="+", required=True, help="shard folders or crop folders")
     p.add_argument("--val", nargs="*", default=(), help="held-out folders")
@@ -579,6 +597,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int)
     p.add_argument("--overlay", help="write fits drawn over the crops to this PNG")
     p.add_argument("--overlay-n", type=int, default=8)
+    p.add_argument("--json", action="store_true")
+
+    p = esub.add_parser("detnet", parents=[verbose, device], help="PCK, PA-MPJPE, hand AUC, ...")
+    p.add_argument("--weights", required=True, help="weights file")
+    p.add_argument("--data", nargs="+", required=True, help="held-out shard folders")
+    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--draw", help="also draw predictions into this PNG")
+    p.add_argument("--json", action="store_true")
+    p = esub.add_parser("detnet-cross", parents=[verbose, device], help="cross-dataset table")
+    p.add_argument("--models", nargs="+", required=True, help="NAME=WEIGHTS per training set")
+    p.add_argument("--data", nargs="+", required=True, help="held-out shard folders")
+    p.add_argument("--samples", type=int, default=256)
     p.add_argument("--json", action="store_true")
 
     be = sub.add_parser("bench", parents=[verbose], help="time a network")
@@ -657,6 +687,19 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return cmd_train_iknet(
                 args.part, args.out, args.steps, args.batch_size, args.seed, args.workers
             )
+        if args.train_command in ("detnet", "detnet-data"):
+            from fullcap.commands import detnet
+
+            if args.train_command == "detnet-data":
+                return detnet.data(
+                    args.out, args.sources, args.n_train, args.n_val, args.size, args.workers,
+                    args.seed,
+                )  # fmt: skip
+            return detnet.train(
+                args.out, args.preset, args.data, args.val, args.steps, args.factor, args.seed,
+                args.workers, device=resolve_device(args.device), time_limit_s=args.time_limit,
+                progress=sys.stderr.isatty(),
+            )  # fmt: skip
         if args.train_command == "facenet":
             from fullcap.commands import facenet
 
@@ -668,6 +711,15 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "eval":
         if args.eval_command == "iknet":
             return cmd_eval_iknet(args.part, args.weights, args.samples, args.json)
+        if args.eval_command in ("detnet", "detnet-cross"):
+            from fullcap.commands import detnet
+
+            dev = resolve_device(args.device)
+            if args.eval_command == "detnet":
+                return detnet.evaluate(
+                    args.weights, args.data, args.samples, dev, args.json, args.draw
+                )
+            return detnet.cross_dataset(args.models, args.data, args.samples, dev, args.json)
         if args.eval_command == "facenet":
             from fullcap.commands import facenet
 

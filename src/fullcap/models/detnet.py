@@ -23,6 +23,9 @@ from fullcap.models.backbone import CropEncoder, make_backbone
 from fullcap.models.posenet import PoseMaps, PoseNet
 from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _subset
 
+BODY_STRIDE = 8  # backbone output stride: body maps are body_size // 8 pixels wide
+CROP_STRIDE = 4  # CropEncoder output stride: hand and face maps are size // 4 pixels wide
+
 PRESETS: dict[str, dict] = {
     "lite": dict(
         backbone="lite", body_size=128, hand_size=64, face_size=64, hidden=64, crop_width=32
@@ -45,8 +48,50 @@ class DetNetConfig:
     hidden: int = 64
     crop_width: int = 32
     basic: tuple[str, ...] = BASIC9
-    # Extended keypoints per training source: (source name, keypoint names in BODY33).
+    # Extended keypoints per training source: (head name, keypoint names). Names need not be
+    # BODY33 names; a head whose names are not all in BODY33 needs its parents below.
     extended: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(("humbi", BODY33),))
+    # (head name, parent index per keypoint, -1 for a root) for heads not made of BODY33 names
+    # (e.g. ``h36m17``); other heads take their parents from the BODY33 tree.
+    extended_parents: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        parents = dict(self.extended_parents)
+        for head, names in self.extended:
+            if head == "basic":
+                raise ValueError("extended head name 'basic' is reserved for the basic head")
+            if head in parents:
+                if len(parents[head]) != len(names):
+                    raise ValueError(f"extended_parents[{head!r}] needs {len(names)} entries")
+            elif any(n not in BODY33 for n in names):
+                missing = [n for n in names if n not in BODY33]
+                raise ValueError(
+                    f"extended head {head!r}: {missing} are not BODY33 names; "
+                    "give the head's parents in extended_parents"
+                )
+
+    @property
+    def body_map_size(self) -> int:
+        """Side of the body keypoint maps in pixels (body_size / 8)."""
+        return self.body_size // BODY_STRIDE
+
+    @property
+    def hand_map_size(self) -> int:
+        """Side of the hand keypoint maps in pixels (hand_size / 4)."""
+        return self.hand_size // CROP_STRIDE
+
+    @property
+    def face_map_size(self) -> int:
+        """Side of the face keypoint maps in pixels (face_size / 4)."""
+        return self.face_size // CROP_STRIDE
+
+    def head_parents(self, head: str) -> tuple[int, ...]:
+        """Parent index per keypoint (-1 for roots) of the basic head or an extended head."""
+        if head == "basic":
+            return _subset("sub", self.basic, BODY33_SET).parents
+        names = dict(self.extended)[head]
+        given = dict(self.extended_parents)
+        return tuple(given[head]) if head in given else _subset("sub", names, BODY33_SET).parents
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> DetNetConfig:
@@ -62,14 +107,19 @@ class DetNetConfig:
         d = dict(d)
         d["basic"] = tuple(d["basic"])
         d["extended"] = tuple((s, tuple(names)) for s, names in d["extended"])
+        d["extended_parents"] = tuple(
+            (s, tuple(int(i) for i in p)) for s, p in d.get("extended_parents", ())
+        )
         return cls(**d)
 
 
-def bones_of(names: tuple[str, ...]) -> torch.Tensor:
-    """(n_bones, 2) (child, parent) index pairs of a body keypoint subset."""
-    sub = _subset("sub", names, BODY33_SET)
+def bones_of(names: tuple[str, ...], parents: tuple[int, ...] | None = None) -> torch.Tensor:
+    """(n_bones, 2) (child, parent) index pairs of a keypoint set: ``parents`` (one index per
+    keypoint, -1 for roots) or, by default, the BODY33 tree restricted to ``names``."""
+    if parents is None:
+        parents = _subset("sub", names, BODY33_SET).parents
     return torch.tensor(
-        [(c, p) for c, p in enumerate(sub.parents) if p >= 0], dtype=torch.long
+        [(c, p) for c, p in enumerate(parents) if p >= 0], dtype=torch.long
     ).reshape(-1, 2)
 
 
@@ -116,14 +166,18 @@ class DetNet(nn.Module):
         self.backbone = make_backbone(config.backbone)
         c = self.backbone.channels
         self.basic = PoseNet(c, len(config.basic), len(bones_of(config.basic)), config.hidden)
+        bones = {
+            name: bones_of(names, config.head_parents(name))
+            for name, names in (("basic", config.basic), *config.extended)
+        }
         self.extended = nn.ModuleDict(
             {
-                s: PoseNet(c, len(names), len(bones_of(names)), config.hidden)
+                s: PoseNet(c, len(names), len(bones[s]), config.hidden)
                 for s, names in config.extended
             }
         )
-        for name, names in (("basic", config.basic), *config.extended):
-            self.register_buffer(f"bones_{name}", bones_of(names), persistent=False)
+        for name, b in bones.items():
+            self.register_buffer(f"bones_{name}", b, persistent=False)
         self.hand_encoder = CropEncoder(config.crop_width)
         self.hand_net = PoseNet(config.crop_width + c, 21, len(HAND_BONES), config.hidden)
         self.face_encoder = CropEncoder(config.crop_width)

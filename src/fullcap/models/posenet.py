@@ -122,14 +122,17 @@ class PoseTargets:
     """Targets of one PoseNet for a batch.
 
     uv: (B, P, 2) in map pixels; valid2d: (B, P) keypoint inside the map and labelled;
-    xyz: (B, P, 3) root-relative 3D; has3d: (B,) sample has 3D labels; bones: (P_child,
-    P_parent) index pairs for the delta maps.
+    xyz: (B, P, 3) root-relative 3D; has3d: (B,) sample has 3D labels; labelled: optional
+    (B, P) bool, the keypoints whose keypoint map is supervised at all (None: all). A labelled
+    keypoint outside the map is trained towards an empty map; an unlabelled one (a set the
+    sample's dataset does not annotate) is not trained.
     """
 
     uv: torch.Tensor
     valid2d: torch.Tensor
     xyz: torch.Tensor
     has3d: torch.Tensor
+    labelled: torch.Tensor | None = None
 
 
 def posenet_loss(
@@ -143,13 +146,17 @@ def posenet_loss(
 ) -> dict[str, torch.Tensor]:
     """L_p = w_k L_k + w_d L_d + w_l L_l (the supplementary's weights as defaults).
 
-    L_k: squared error to Gaussian maps; L_d and L_l: squared errors weighted by the
-    ground-truth map (of the bone's child keypoint for D), counted only for samples with 3D.
-    ``bones``: (n_bones, 2) (child, parent) keypoint indices.
+    L_k: squared error to Gaussian maps (only keypoints ``t.labelled``); L_d and L_l: squared
+    errors weighted by the ground-truth map (of the bone's child keypoint for D), counted only
+    for samples with 3D. Each term is summed over keypoints and pixels and averaged over the
+    batch. ``bones``: (n_bones, 2) (child, parent) keypoint indices.
     """
     b, p, h, w = maps.K.shape
     heat = gaussian_maps(t.uv, t.valid2d, (h, w), sigma)
-    l_k = ((maps.K - heat) ** 2).sum((1, 2, 3)).mean()
+    sq = ((maps.K - heat) ** 2).sum((2, 3))  # (B, P)
+    if t.labelled is not None:
+        sq = sq * t.labelled.to(sq.dtype)
+    l_k = sq.sum(1).mean()
     out = {"k": l_k}
     total = w_k * l_k
     if maps.L.shape[1]:

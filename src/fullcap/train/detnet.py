@@ -1,0 +1,355 @@
+"""DetNet training (``fullcap train detnet``): loss, plain loop, plateau schedule, resume.
+
+Loss (the paper's Eq. 11 with the supplementary's weights):
+    L = lambda_b L_body + lambda_h L_hand + lambda_f L_face,  lambda_b = 10, lambda_h = lambda_f = 1
+- L_body = the basic PoseNet's loss (mean over the batch) + each sample's extended-head loss
+  (the head of its source; summed over the samples of each head and divided by the batch size,
+  so it is a mean over the batch of "the sample's own head's loss", 0 for headless sources).
+- L_hand: the hand PoseNet's loss, mean over the batch's hand crops (0 without hands).
+- L_face: the face PoseNet's keypoint-map loss, mean over the face crops (0 without faces).
+Each PoseNet loss is ``w_k L_k + w_d L_d + w_l L_l`` with 1, 10, 10
+(:func:`fullcap.models.posenet.posenet_loss`).
+
+Optimiser: Adam, lr 1e-3, dropped to 1e-4 (factor 0.1, floor ``lr_low``) when the
+validation loss has not improved (relative 1e-3) for ``patience`` evaluations in a row
+(``torch.optim.lr_scheduler.ReduceLROnPlateau``; its state is in the checkpoint).
+
+Resume: ``out_dir/last.pt`` holds the model, optimiser, scheduler, step, data position and
+configs; it is written every ``checkpoint_every`` steps and when the run stops (end,
+Ctrl-C/SIGTERM, ``run_steps`` or ``time_limit_s``). Batches depend only on (seed, step)
+(:class:`fullcap.data.mixer.Mixer`), so a resumed run follows the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from fullcap.data.detnet_batches import DetNetBatch
+from fullcap.data.heads import detnet_config
+from fullcap.data.mixer import EVAL_AUGMENT, Mixer, make_loader, open_sources
+from fullcap.models.detnet import HAND_BONES, DetNet, DetNetConfig, DetNetOutput
+from fullcap.models.posenet import PoseMaps, posenet_loss
+from fullcap.synth.shards import Augment
+from fullcap.train.checkpoint import Ledger, load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DetNetTrainConfig", "detnet_loss", "export", "forward", "train"]
+
+
+@dataclass(frozen=True)
+class DetNetTrainConfig:
+    """Everything a DetNet run needs besides the network config (saved in checkpoints).
+
+    data / val: shard folders (any sources; folders of one source are concatenated).
+    factor: multiplies the per-source batch counts. patience: evaluations without
+    improvement before the lr drop. image_size: side of the augmented item images the hand
+    and face crops are cut from.
+    """
+
+    preset: str = "lite"
+    data: tuple[str, ...] = ()
+    val: tuple[str, ...] = ()
+    steps: int = 5000
+    factor: int = 1
+    lr: float = 1e-3
+    lr_low: float = 1e-4
+    patience: int = 4
+    eval_every: int = 250
+    val_batches: int = 8
+    checkpoint_every: int = 100
+    seed: int = 0
+    image_size: int = 256
+    lambda_b: float = 10.0
+    lambda_h: float = 1.0
+    lambda_f: float = 1.0
+    clip_norm: float = 100.0
+    overrides: dict = field(default_factory=dict)  # DetNetConfig fields (e.g. hidden)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "factor", "eval_every", "val_batches", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "steps" else 1):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DetNetTrainConfig:
+        d = dict(d)
+        d["data"], d["val"] = tuple(d["data"]), tuple(d["val"])
+        return cls(**d)
+
+
+def _sub(maps: PoseMaps, rows: torch.Tensor) -> PoseMaps:
+    return PoseMaps(maps.K[rows], maps.D[rows], maps.L[rows])
+
+
+def forward(net: DetNet, batch: DetNetBatch) -> DetNetOutput:
+    """Run DetNet on a batch (all heads, the batch's hand and face crops)."""
+    h, f = batch.hands, batch.face
+    return net(
+        batch.body,
+        h.crops if h else None,
+        h.boxes if h else None,
+        h.is_left if h else None,
+        f.crops if f else None,
+        f.boxes if f else None,
+    )
+
+
+def detnet_loss(
+    net: DetNet, out: DetNetOutput, batch: DetNetBatch, tc: DetNetTrainConfig
+) -> dict[str, torch.Tensor]:
+    """The weighted total and its terms (``body``, ``basic``, ``ext``, ``hand``, ``face``, and
+    the basic head's ``k``, ``d``, ``l``), each a scalar tensor."""
+    zero = out.basic.K.new_zeros(())
+    b = len(batch)
+    basic = posenet_loss(out.basic, batch.basic, net.bones("basic"))
+    ext = zero
+    for head, ht in batch.extended.items():
+        if head in out.extended:
+            lh = posenet_loss(_sub(out.extended[head], ht.rows), ht.targets, net.bones(head))
+            ext = ext + lh["total"] * (len(ht.rows) / b)
+    hand = zero
+    if batch.hands is not None and out.hands is not None:
+        bones = HAND_BONES.to(out.hands.K.device)
+        hand = posenet_loss(out.hands, batch.hands.targets, bones)["total"]
+    face = zero
+    if batch.face is not None and out.face is not None:
+        no_bones = torch.zeros(0, 2, dtype=torch.long, device=out.face.K.device)
+        face = posenet_loss(out.face, batch.face.targets, no_bones)["total"]
+    body = basic["total"] + ext
+    total = tc.lambda_b * body + tc.lambda_h * hand + tc.lambda_f * face
+    return {
+        "total": total,
+        "body": body,
+        "basic": basic["total"],
+        "ext": ext,
+        "hand": hand,
+        "face": face,
+        "k": basic["k"],
+        "d": basic.get("d", zero),
+        "l": basic.get("l", zero),
+    }
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM while training (main thread only), checked once per step."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.set:  # second signal: stop now
+            raise KeyboardInterrupt
+        self.set = True
+        log.warning("signal %d: stopping after this step (checkpoint first)", signum)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(
+    out_dir: str | Path,
+    tc: DetNetTrainConfig,
+    device: str | torch.device = "cpu",
+    workers: int = 1,
+    progress: bool = False,
+    run_steps: int | None = None,
+    time_limit_s: float | None = None,
+) -> dict:
+    """Train (or resume) a DetNet in ``out_dir``.
+
+    A fresh run needs ``tc.data`` and ``tc.val``; a resumed run (``out_dir/last.pt`` exists)
+    takes its configs from the checkpoint, except ``steps`` (so a run can be extended), and
+    ``data``/``val`` when given (e.g. moved folders).
+    Args:
+        run_steps / time_limit_s: stop (with a checkpoint) after this many steps or seconds
+            of this call; the run continues on the next call.
+    Returns:
+        Summary: checkpoint path, step, finished flag, lr, last validation loss, steps/s and
+        images/s of this call, batch size, the validation folders.
+    """
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / "last.pt"
+    state = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    if state is not None:
+        saved = DetNetTrainConfig.from_dict(state["train_config"])
+        tc = DetNetTrainConfig.from_dict(
+            asdict(saved)
+            | {"steps": tc.steps}
+            | ({"data": tc.data} if tc.data else {})
+            | ({"val": tc.val} if tc.val else {})
+        )
+    if not tc.data or not tc.val:
+        raise ValueError("a new DetNet run needs training (data) and validation (val) folders")
+    augment = Augment(out_size=tc.image_size)
+    readers = open_sources(tc.data, augment=augment, seed=tc.seed)
+    val_augment = replace(EVAL_AUGMENT, out_size=tc.image_size)
+    val_readers = open_sources(tc.val, augment=val_augment, seed=tc.seed)
+    if state is not None:
+        config = DetNetConfig.from_dict(state["config"])
+    else:
+        config = detnet_config(tc.preset, [r.spec for r in readers], **tc.overrides)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(tc.seed)
+    net = DetNet(config).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=tc.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=0.1, patience=tc.patience, threshold=1e-3, min_lr=tc.lr_low
+    )
+    step, trained_s = 0, 0.0
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, trained_s = int(state["step"]), float(state.get("trained_s", 0.0))
+        log.info("resumed %s at step %d", ckpt_path, step)
+    mixer = Mixer(readers, config, factor=tc.factor, seed=tc.seed)
+    val_mixer = Mixer(val_readers, config, factor=tc.factor, seed=tc.seed + 1, jitter=False)
+    ledger = Ledger(out_dir / "metrics.jsonl")
+    val_cache: list[DetNetBatch] = []
+    last_val: float | None = state.get("last_val") if state else None
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            ckpt_path,
+            {
+                "config": config.to_dict(),
+                "train_config": asdict(tc),
+                "model": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "step": step,
+                "data_position": mixer.position(step),
+                "trained_s": trained_s,
+                "last_val": last_val,
+            },
+        )
+
+    def validate() -> dict[str, float]:
+        if not val_cache:
+            val_cache.extend(val_mixer.batch(k) for k in range(tc.val_batches))
+        net.eval()
+        sums: dict[str, float] = {}
+        with torch.no_grad():
+            for vb in val_cache:
+                vb = vb.to(device)
+                for k, v in detnet_loss(net, forward(net, vb), vb, tc).items():
+                    sums[k] = sums.get(k, 0.0) + v.item() / len(val_cache)
+        net.train()
+        return sums
+
+    bar = None
+    if progress:
+        from fullcap.train.checkpoint import ProgressBar
+
+        bar = ProgressBar(tc.steps, step, "train detnet")
+    t_start, n_steps, n_images = time.perf_counter(), 0, 0
+    run_mean: dict[str, float] = {}
+    net.train()
+    loader = make_loader(mixer, start=step, workers=workers, stop=tc.steps)
+    stopped = False
+    with _StopFlag() as stop:
+        t_step = time.perf_counter()
+        batches = iter(loader)
+        while True:
+            try:
+                s, batch = next(batches)
+            except StopIteration:
+                break
+            except Exception:
+                if stop.set:  # Ctrl-C also reached the loader's workers
+                    break
+                raise
+            if s != step:
+                raise RuntimeError(f"data loader out of order: got step {s}, expected {step}")
+            batch = batch.to(device)
+            losses = detnet_loss(net, forward(net, batch), batch, tc)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), tc.clip_norm)
+            opt.step()
+            step += 1
+            now = time.perf_counter()
+            trained_s += now - t_step
+            t_step = now
+            n_steps += 1
+            n_images += len(batch)
+            for k, v in losses.items():
+                x = v.item()
+                run_mean[k] = 0.98 * run_mean.get(k, x) + 0.02 * x
+            if bar is not None:
+                bar.update(step, loss=run_mean["total"], lr=opt.param_groups[0]["lr"])
+            if step % tc.eval_every == 0:
+                val = validate()
+                last_val = val["total"]
+                sched.step(last_val)
+                elapsed = now - t_start
+                ledger.write(
+                    step=step,
+                    checkpoint=str(ckpt_path),
+                    dataset="val",
+                    lr=opt.param_groups[0]["lr"],
+                    **{f"val_{k}": v for k, v in val.items()},
+                    **{f"train_{k}": v for k, v in run_mean.items()},
+                    steps_per_s=n_steps / elapsed,
+                    images_per_s=n_images / elapsed,
+                )
+                log.info(
+                    "step %d val %.4g train %.4g lr %.0e (%.2f steps/s)",
+                    step,
+                    last_val,
+                    run_mean["total"],
+                    opt.param_groups[0]["lr"],
+                    n_steps / elapsed,
+                )
+                t_step = time.perf_counter()  # validation time is not training time
+            out_of_time = time_limit_s is not None and now - t_start >= time_limit_s
+            if stop.set or out_of_time or (run_steps is not None and n_steps >= run_steps):
+                stopped = step < tc.steps
+                break
+            if step % tc.checkpoint_every == 0:
+                checkpoint()
+        checkpoint()
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - t_start
+    return {
+        "checkpoint": str(ckpt_path),
+        "step": step,
+        "finished": step >= tc.steps and not stopped,
+        "lr": opt.param_groups[0]["lr"],
+        "val_loss": last_val,
+        "steps_per_s": n_steps / elapsed if elapsed > 0 else 0.0,
+        "images_per_s": n_images / elapsed if elapsed > 0 else 0.0,
+        "batch_size": mixer.batch_size,
+        "val": list(tc.val),
+    }
+
+
+def export(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write a checkpoint's DetNet as a float16 weights file with its config and training
+    info (``kind`` = ``detnet_<preset>``)."""
+    from fullcap.models.weights import save_weights
+
+    state = load_checkpoint(Path(checkpoint))
+    config = DetNetConfig.from_dict(state["config"])
+    net = DetNet(config)
+    net.load_state_dict(state["model"])
+    info = {"steps": state["step"], "train_config": state["train_config"]}
+    return save_weights(net, f"detnet_{config.preset}", config.to_dict(), out, info, half=True)

@@ -1,0 +1,305 @@
+"""DetNet data, loss, training, resume, metrics, weights and evaluation on tiny shards."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fullcap.data.detnet_batches import build_sample, collate
+from fullcap.data.heads import HEADS, detnet_config, get_spec
+from fullcap.data.mixer import Mixer, ShardSource, open_sources
+from fullcap.eval.detnet import cross_dataset, evaluate, format_table, hand_crop_targets_in_image
+from fullcap.eval.metrics import auc_pck, pa_errors, pck, root_aligned_errors
+from fullcap.geometry import random_rotmat
+from fullcap.models.detnet import BODY_STRIDE, CROP_STRIDE, DetNet, DetNetConfig
+from fullcap.models.weights import load_detnet
+from fullcap.skeletons import BASIC9, HAND21
+from fullcap.synth import shards
+from fullcap.synth.shards import Augment
+from fullcap.train.detnet import DetNetTrainConfig, detnet_loss, export, forward, train
+
+SOURCES = ("mtc_like", "h36m_like", "humbi_like", "coco_like", "hand_like", "face_like")
+TINY = {"hidden": 16, "crop_width": 8, "body_size": 64, "hand_size": 32, "face_size": 32}
+
+
+@pytest.fixture(scope="module")
+def shard_dirs(tmp_path_factory) -> dict[str, str]:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("detnet_shards")
+    out = {}
+    for s in SOURCES:
+        shards.generate(root / s, s, 8, seed=3, shard_size=8, workers=1, size=128)
+        out[s] = str(root / s)
+    return out
+
+
+def _tiny_config(readers) -> DetNetConfig:
+    return detnet_config("lite", [r.spec for r in readers], **TINY)
+
+
+# ----------------------------------------------------------------------------- heads, config
+def test_heads_and_config_errors(tmp_path):
+    h36m = HEADS["h36m"]
+    parent = {
+        n: (h36m.names[p] if p >= 0 else None)
+        for n, p in zip(h36m.names, h36m.parents, strict=True)
+    }
+    assert parent["head"] == "nose" and parent["nose"] == "thorax"
+    assert parent["left_shoulder"] == "thorax" and parent["pelvis"] is None
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        DetNetConfig.from_preset("huge")
+    with pytest.raises(ValueError, match="not BODY33 names"):
+        DetNetConfig(extended=(("h36m", h36m.names),))
+    with pytest.raises(ValueError, match="unknown source 'mpii'"):
+        get_spec("mpii")
+    with pytest.raises(FileNotFoundError, match=r"not a shard folder.*fullcap synth generate"):
+        ShardSource([tmp_path / "missing"])
+    cfg = detnet_config("lite", [get_spec(s) for s in SOURCES])
+    assert [h for h, _ in cfg.extended] == ["humbi", "h36m", "coco"]
+    assert DetNetConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+# ----------------------------------------------------------------------------- batches
+def _marker_item(item: dict, points: dict[int, np.ndarray]) -> dict:
+    """The item with a black image and a 3x3 marker in channel c at each points[c] (u, v)."""
+    img = torch.zeros_like(item["image"])
+    for c, uv in points.items():
+        u, v = int(uv[0]), int(uv[1])
+        img[c, max(v - 1, 0) : v + 2, max(u - 1, 0) : u + 2] = 255
+    return item | {"image": img}
+
+
+def _centroid(channel: torch.Tensor) -> np.ndarray:
+    w = channel.float()
+    ys, xs = torch.meshgrid(torch.arange(w.shape[0]), torch.arange(w.shape[1]), indexing="ij")
+    return np.array(
+        [float((w * (xs + 0.5)).sum() / w.sum()), float((w * (ys + 0.5)).sum() / w.sum())]
+    )
+
+
+def test_crops_hold_keypoints_where_targets_say(shard_dirs):
+    readers = open_sources(
+        [shard_dirs["mtc_like"], shard_dirs["humbi_like"]],
+        augment=Augment(out_size=128, p_flip=0.5),
+    )
+    cfg = _tiny_config(readers)
+    wrist, middle = HAND21.index("wrist"), HAND21.index("middle1")
+    elbow = BASIC9.index("left_elbow")
+    seen = {True: 0, False: 0, "elbow": 0}
+    for r in readers:
+        body33 = list(r.sets["body33"])
+        for i in range(len(r)):
+            item = dict(r[i])
+            # snap the marked keypoints to pixel centres, where the 3x3 markers are centred
+            keys = (
+                ("kp2d/left_hand", wrist),
+                ("kp2d/right_hand", wrist),
+                ("kp2d/body33", body33.index("left_elbow")),
+            )
+            pts = {}
+            for c, (key, j) in enumerate(keys):
+                item[key] = item[key].clone()
+                item[key][j] = item[key][j].floor() + 0.5
+                pts[c] = item[key][j].numpy()
+            s = build_sample(_marker_item(item, pts), r.spec, r.sets, cfg)
+            # body input: the elbow marker sits where the basic target says
+            if s.basic[1][elbow] and (pts[2] > 2).all() and (pts[2] < 126).all():
+                found = _centroid(s.body[2]) / BODY_STRIDE  # body-input px -> map px
+                assert np.abs(found - s.basic[0][elbow].numpy()).max() < 0.1
+                seen["elbow"] += 1
+            for h in s.hands:
+                left = bool(h["is_left"])
+                crop = h["crop"].flip(-1) if left else h["crop"]  # as DetNet mirrors it
+                ch = crop[0 if left else 1]
+                if not h["valid2d"][wrist] or ch.sum() == 0:
+                    continue
+                target = h["uv"][wrist].numpy() * CROP_STRIDE
+                half = 2.0 * cfg.hand_size / float(h["image_box"][2] - h["image_box"][0])
+                if (target - half < 0).any() or (target + half > cfg.hand_size).any():
+                    continue  # the marker would be cut by the crop's edge
+                found = _centroid(ch)
+                assert np.abs(found - target).max() < 0.5, (r.spec.name, i, left)
+                # 3D: root middle1, unit wrist distance, mirrored like the 2D target
+                torch.testing.assert_close(h["xyz"][middle], torch.zeros(3))
+                assert abs(float(h["xyz"][wrist].norm()) - 1) < 1e-5
+                du = float(h["uv"][wrist, 0] - h["uv"][middle, 0])
+                if abs(du) > 1.0:
+                    assert np.sign(du) == np.sign(float(h["xyz"][wrist, 0]))
+                seen[left] += 1
+    assert seen[True] > 0 and seen[False] > 0 and seen["elbow"] > 0, seen
+
+
+def test_mixer_composition_determinism_and_faces(shard_dirs):
+    readers = open_sources(list(shard_dirs.values()), augment=Augment(out_size=128))
+    cfg = _tiny_config(readers)
+    m = Mixer(readers, cfg, factor=2, seed=5, keep_images=True)
+    b = m.batch(3)
+    counts = {s: b.sources.count(s) for s in SOURCES}
+    assert counts == {
+        "mtc_like": 4,
+        "h36m_like": 4,
+        "humbi_like": 4,
+        "coco_like": 2,
+        "hand_like": 2,
+        "face_like": 2,
+    }
+    assert m.batch_size == 18 and b.body.shape == (18, 3, 64, 64)
+    again = Mixer(readers, cfg, factor=2, seed=5, keep_images=True).batch(3)
+    assert torch.equal(b.body, again.body) and torch.equal(b.hands.crops, again.hands.crops)
+    assert m.position(4)["coco_like"] == {"epoch": 1, "offset": 0}  # 8 items, 2 per batch
+    # 2D-only coco: no 3D; the pelvis (not in coco17) is unlabelled
+    coco = [i for i, s in enumerate(b.sources) if s == "coco_like"]
+    assert not b.basic.has3d[coco].any() and not b.basic.labelled[coco, 0].any()
+    assert set(b.extended) == {"humbi", "h36m", "coco"} and b.face is not None
+    # hand targets mapped back into the item image land on the labelled keypoints
+    back = hand_crop_targets_in_image(b)
+    assert back.shape == (len(b.hands.crops), 21, 2) and torch.isfinite(back).all()
+
+
+# ----------------------------------------------------------------------------- loss, training
+def test_loss_finite_and_falls_when_overfitting(shard_dirs):
+    torch.manual_seed(0)
+    readers = open_sources(list(shard_dirs.values()), augment=Augment(out_size=128))
+    cfg = _tiny_config(readers)
+    batch = Mixer(readers, cfg, jitter=False).batch(0)
+    net = DetNet(cfg)
+    tc = DetNetTrainConfig()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        losses = detnet_loss(net, forward(net, batch), batch, tc)
+        assert all(torch.isfinite(v) for v in losses.values())
+        first = first if first is not None else {k: v.item() for k, v in losses.items()}
+        opt.zero_grad()
+        losses["total"].backward()
+        opt.step()
+    last = {k: v.item() for k, v in losses.items()}
+    assert last["total"] < 0.3 * first["total"]
+    for k in ("basic", "ext", "hand", "face"):
+        assert last[k] < first[k], k
+
+
+@pytest.fixture(scope="module")
+def trained(shard_dirs, tmp_path_factory):
+    """A straight 4-step run and a 2 + 2 resumed run of the same config."""
+    data = tuple(shard_dirs.values())
+    tc = DetNetTrainConfig(
+        data=data,
+        val=data,
+        steps=4,
+        eval_every=2,
+        val_batches=1,
+        checkpoint_every=1,
+        image_size=128,
+        overrides=TINY,
+    )
+    a, b = tmp_path_factory.mktemp("straight"), tmp_path_factory.mktemp("resumed")
+    ra = train(a, tc, workers=0)
+    rb1 = train(b, tc, workers=0, run_steps=2)
+    rb2 = train(b, DetNetTrainConfig(steps=4), workers=0)  # configs from the checkpoint
+    return a, b, (ra, rb1, rb2)
+
+
+def test_resume_matches_uninterrupted_run(trained):
+    a, b, (ra, rb1, rb2) = trained
+    assert ra["finished"] and not rb1["finished"] and rb1["step"] == 2 and rb2["finished"]
+    sa = torch.load(a / "last.pt", weights_only=True)
+    sb = torch.load(b / "last.pt", weights_only=True)
+    assert sa["step"] == sb["step"] == 4
+    for k, v in sa["model"].items():
+        torch.testing.assert_close(sb["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    assert sa["scheduler"]["best"] == sb["scheduler"]["best"]
+    assert set(sa["data_position"]) == set(SOURCES)
+    rows = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all(math.isfinite(r["val_total"]) for r in rows)
+
+
+def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
+    a, _, _ = trained
+    path = export(a / "last.pt", tmp_path / "w.safetensors")
+    net = load_detnet(path)
+    state = torch.load(a / "last.pt", weights_only=True)
+    ref = DetNet(DetNetConfig.from_dict(state["config"]))
+    ref.load_state_dict(state["model"])
+    ref.eval()
+    x = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x).basic.K, ref(x).basic.K, atol=2e-2, rtol=2e-2)
+    assert net.config == ref.config
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_detnet(tmp_path / "nope.safetensors")
+    report = evaluate(net, list(shard_dirs.values()), samples=8, image_size=128)
+    assert set(report) == set(SOURCES)
+    assert 0 <= report["h36m_like"]["pck150_pa"] <= 1 and "hand_auc_20_50" in report["hand_like"]
+    assert "face_nme" in report["face_like"] and "pck150_pa" not in report["coco_like"]
+    table = cross_dataset(
+        {"all": net}, [shard_dirs["h36m_like"], shard_dirs["coco_like"]], samples=4, image_size=128
+    )
+    text = format_table(table)
+    assert "h36m_like" in text and "all" in text and "-" in text.splitlines()[-1]
+
+
+def test_training_needs_data(tmp_path):
+    with pytest.raises(ValueError, match="needs training"):
+        train(tmp_path / "run", DetNetTrainConfig(steps=1))
+    with pytest.raises(ValueError, match="factor must be a positive integer"):
+        DetNetTrainConfig(factor=0)
+    from fullcap.commands.detnet import train as cmd_train
+
+    with pytest.raises(ValueError, match="unknown preset"):
+        cmd_train(str(tmp_path / "r"), "huge", [], [], 1, 1, 0, 0)
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_pck_and_procrustes_metrics():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(4, 9, 3, generator=g) * 0.3
+    valid = torch.ones(4, 9, dtype=torch.bool)
+    err, m = pa_errors(target.clone(), target, valid)
+    assert pck(err, 0.15, m) == 1.0 and float(err.max()) < 1e-6
+    # similarity transforms do not change PA errors
+    R = random_rotmat(4, generator=g)
+    moved = 1.7 * target @ R.transpose(1, 2) + torch.tensor([0.3, -1.0, 2.0])
+    err2, _ = pa_errors(moved, target, valid)
+    assert float(err2.max()) < 1e-5
+    # root-aligned errors of a uniform shift are zero; a single moved keypoint is known
+    shifted = target + 0.2
+    e = root_aligned_errors(shifted, target, root=0)
+    assert float(e.max()) < 1e-6
+    bad = target.clone()
+    bad[:, 3] += torch.tensor([0.2, 0.0, 0.0])
+    e = (bad - target).norm(dim=-1)
+    assert pck(e, 0.15, valid) == pytest.approx(8 / 9)
+    assert pck(e, torch.full((4,), 0.25), valid) == 1.0
+    assert math.isnan(pck(e, 0.15, torch.zeros_like(valid)))
+    # too few valid keypoints: the sample is left out
+    few = torch.zeros_like(valid)
+    few[:, :3] = True
+    _, m = pa_errors(target, target, few)
+    assert not m.any()
+
+
+def test_hand_auc():
+    valid = torch.ones(2, 21, dtype=torch.bool)
+    assert auc_pck(torch.zeros(2, 21), valid) == pytest.approx(1.0)
+    assert auc_pck(torch.full((2, 21), 60.0), valid) == 0.0
+    # errors of 35 mm: PCK is 0 below 35 and 1 from 35 on: area = half the range
+    assert auc_pck(torch.full((2, 21), 35.0), valid, n=301) == pytest.approx(0.5, abs=0.01)
+    # hand units -> mm: a prediction off by 0.1 wrist-middle1 lengths of 80 mm is 8 mm off
+    pred = torch.zeros(1, 21, 3)
+    pred[0, 1, 0] = 0.1
+    e = root_aligned_errors(pred, torch.zeros(1, 21, 3), 9, torch.tensor([0.08])) * 1000
+    assert float(e[0, 1]) == pytest.approx(8.0)
+
+
+def test_collate_rejects_empty_and_bad_images(shard_dirs):
+    with pytest.raises(ValueError, match="at least one"):
+        collate([])
+    r = open_sources([shard_dirs["h36m_like"]])[0]
+    item = r[0] | {"image": torch.zeros(3, 64, 32, dtype=torch.uint8)}
+    with pytest.raises(ValueError, match=r"\(3, A, A\)"):
+        build_sample(item, r.spec, r.sets, detnet_config("lite", [r.spec]))
