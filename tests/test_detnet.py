@@ -12,10 +12,17 @@ import torch
 from fullcap.data.detnet_batches import build_sample, collate
 from fullcap.data.heads import HEADS, detnet_config, get_spec
 from fullcap.data.mixer import Mixer, ShardSource, open_sources
-from fullcap.eval.detnet import cross_dataset, evaluate, format_table, hand_crop_targets_in_image
+from fullcap.eval.detnet import (
+    cross_dataset,
+    evaluate,
+    format_table,
+    hand_crop_targets_in_image,
+    read_at,
+)
 from fullcap.eval.metrics import auc_pck, pa_errors, pck, root_aligned_errors
 from fullcap.geometry import random_rotmat
 from fullcap.models.detnet import BODY_STRIDE, CROP_STRIDE, DetNet, DetNetConfig
+from fullcap.models.posenet import PoseMaps, PoseTargets, decode, posenet_loss
 from fullcap.models.weights import load_detnet
 from fullcap.skeletons import BASIC9, HAND21
 from fullcap.synth import shards
@@ -236,6 +243,7 @@ def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
     assert set(report) == set(SOURCES)
     assert 0 <= report["h36m_like"]["pck150_pa"] <= 1 and "hand_auc_20_50" in report["hand_like"]
     assert "face_nme" in report["face_like"] and "pck150_pa" not in report["coco_like"]
+    assert 0 <= report["mtc_like"]["oracle2d_pck150_pa"] <= 1
     table = cross_dataset(
         {"all": net}, [shard_dirs["h36m_like"], shard_dirs["coco_like"]], samples=4, image_size=128
     )
@@ -281,6 +289,32 @@ def test_pck_and_procrustes_metrics():
     few[:, :3] = True
     _, m = pa_errors(target, target, few)
     assert not m.any()
+
+
+def test_location_read_out_and_wide_3d_weight():
+    g = torch.Generator().manual_seed(1)
+    maps = PoseMaps(
+        torch.randn(2, 3, 8, 8, generator=g),
+        torch.randn(2, 6, 8, 8, generator=g),
+        torch.randn(2, 9, 8, 8, generator=g),
+    )
+    uv, _, xyz = decode(maps)
+    torch.testing.assert_close(read_at(maps, uv), xyz)
+    # the 3D terms of a location map that is right only at the keypoint's cell: zero error
+    # with the narrow weight hardly changes; a wide weight sees the wrong cells around it
+    t = PoseTargets(
+        uv=torch.full((2, 3, 2), 4.5),
+        valid2d=torch.ones(2, 3, dtype=torch.bool),
+        xyz=torch.ones(2, 3, 3),
+        has3d=torch.ones(2, dtype=torch.bool),
+    )
+    L = torch.zeros(2, 3, 3, 8, 8)
+    L[..., 4, 4] = 1.0
+    m = PoseMaps(maps.K, torch.zeros(2, 6, 8, 8), L.reshape(2, 9, 8, 8))
+    bones = torch.tensor([[1, 0], [2, 0]])
+    narrow = posenet_loss(m, t, bones, sigma=1.0)["l"]
+    wide = posenet_loss(m, t, bones, sigma=1.0, sigma_3d=3.0)["l"]
+    assert wide > 3 * narrow
 
 
 def test_hand_auc():

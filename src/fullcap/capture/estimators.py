@@ -91,7 +91,7 @@ class DetNetEstimator:
             boxes = torch.cat([hand_boxes(uv, "left"), hand_boxes(uv, "right")])  # (2, 4)
             is_left = torch.tensor([True, False], device=self.device)
             hs = cfg.hand_size
-            crops = crop(img.expand(2, -1, -1, -1), boxes, hs, flip=is_left)
+            crops = crop(img.expand(2, -1, -1, -1), boxes, hs)  # DetNet mirrors left hands itself
             hmaps = net._part(
                 net.hand_encoder, net.hand_net, crops, in_body(boxes), is_left, out.features
             )

@@ -10,6 +10,9 @@ Protocol (decisions written here):
   (rotation, translation, scale) over the counted keypoints; ``pa_mpjpe_mm`` likewise.
 - ``eval14_*``: the HUMBI 14-keypoint protocol (EVAL14 taken from the ``humbi`` head's
   body33, keypoints outside the image ignored), for sources labelling body33.
+- ``oracle2d_*``: the same with the location maps read at the true 2D positions instead of
+  the detected ones: the 3D quality alone (L is trained only near the true keypoint, so 2D
+  detection errors cost 3D accuracy; the gap between the two measures how much).
 - Body 2D: ``pck2d`` on the basic keypoints inside the image, threshold 0.1 x the person
   box side (the crop side / 1.25, i.e. 0.08 x the body input side); ``err2d_px`` in
   body-input pixels.
@@ -31,12 +34,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from fullcap.data.detnet_batches import DetNetBatch, build_sample, collate
 from fullcap.data.mixer import EVAL_AUGMENT, Reader, open_sources
 from fullcap.eval.metrics import auc_pck, mean_error, pa_errors, pck, root_aligned_errors
 from fullcap.models.detnet import CROP_STRIDE, DetNet
-from fullcap.models.posenet import decode
+from fullcap.models.posenet import PoseMaps, decode
 from fullcap.skeletons import BODY33, EVAL14, HAND21, HAND21_SET, joint_map
 
 log = logging.getLogger(__name__)
@@ -61,13 +65,22 @@ def _batches(reader: Reader, net: DetNet, samples: int, batch_size: int, keep_im
         )
 
 
+def read_at(maps: PoseMaps, uv: torch.Tensor) -> torch.Tensor:
+    """Location maps read (bilinearly) at given map-pixel positions uv (B, P, 2) -> (B, P, 3)."""
+    b, p, h, w = maps.K.shape
+    grid = torch.stack([uv[..., 0] / w * 2 - 1, uv[..., 1] / h * 2 - 1], -1)
+    loc = maps.L.reshape(b * p, 3, h, w)
+    out = F.grid_sample(loc, grid.reshape(b * p, 1, 1, 2), align_corners=False)
+    return out.reshape(b, p, 3)
+
+
 def _run(net: DetNet, batch: DetNetBatch) -> dict:
     """Decoded predictions of a batch: map-pixel uv and xyz per head, hands, face."""
     from fullcap.train.detnet import forward
 
     with torch.no_grad():
         out = forward(net, batch)
-    pred = {"basic": decode(out.basic)}
+    pred = {"basic": decode(out.basic), "basic_at_gt": read_at(out.basic, batch.basic.uv)}
     pred |= {f"ext/{k}": decode(v) for k, v in out.extended.items()}
     if out.hands is not None:
         pred["hands"] = decode(out.hands)
@@ -111,6 +124,8 @@ def evaluate_reader(
         acc.add("2d", (uv - t.uv).norm(dim=-1) * body_px, t.valid2d)
         err, m = pa_errors(xyz, t.xyz, t.valid2d & t.has3d[:, None], min_points=5)
         acc.add("pa", err, m)
+        err, m = pa_errors(pred["basic_at_gt"], t.xyz, t.valid2d & t.has3d[:, None], min_points=5)
+        acc.add("oracle", err, m)
         ht = batch.extended.get("humbi")
         if ht is not None and "ext/humbi" in pred:
             _, _, hxyz = pred["ext/humbi"]
@@ -135,12 +150,13 @@ def evaluate_reader(
     if (r := acc.get("2d")) is not None and r[1].any():
         out["pck2d"] = pck(r[0], thr2d, r[1])
         out["err2d_px"] = mean_error(*r)
-    for key, name in (("pa", ""), ("eval14", "eval14_")):
+    for key, name in (("pa", ""), ("oracle", "oracle2d_"), ("eval14", "eval14_")):
         r = acc.get(key)
         if r is not None and r[1].any():
             out[f"{name}pck150_pa"] = pck(r[0], 0.150, r[1])
             out[f"{name}pa_mpjpe_mm"] = mean_error(*r) * 1000.0
-            out[f"{name}samples"] = float(r[1].any(1).sum())
+            if key != "oracle":
+                out[f"{name}samples"] = float(r[1].any(1).sum())
     if (r := acc.get("hand3d")) is not None and r[1].any():
         out["hand_auc_20_50"] = auc_pck(r[0], r[1], 20.0, 50.0)
         out["hand_epe_mm"] = mean_error(*r)

@@ -143,13 +143,16 @@ def posenet_loss(
     w_k: float = 1.0,
     w_d: float = 10.0,
     w_l: float = 10.0,
+    sigma_3d: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """L_p = w_k L_k + w_d L_d + w_l L_l (the supplementary's weights as defaults).
 
     L_k: squared error to Gaussian maps (only keypoints ``t.labelled``); L_d and L_l: squared
     errors weighted by the ground-truth map (of the bone's child keypoint for D), counted only
     for samples with 3D. Each term is summed over keypoints and pixels and averaged over the
-    batch. ``bones``: (n_bones, 2) (child, parent) keypoint indices.
+    batch. ``bones``: (n_bones, 2) (child, parent) keypoint indices. ``sigma_3d``: width (map
+    pixels) of the Gaussians that weight L_d and L_l (default ``sigma``); wider makes the 3D
+    read-out tolerate 2D errors, since L is only trained where this weight is non-zero.
     """
     b, p, h, w = maps.K.shape
     heat = gaussian_maps(t.uv, t.valid2d, (h, w), sigma)
@@ -161,6 +164,8 @@ def posenet_loss(
     total = w_k * l_k
     if maps.L.shape[1]:
         m3 = t.has3d.to(heat.dtype)[:, None, None, None]
+        if sigma_3d is not None and sigma_3d != sigma:
+            heat = gaussian_maps(t.uv, t.valid2d, (h, w), sigma_3d)
         d_true = t.xyz[:, bones[:, 0]] - t.xyz[:, bones[:, 1]]
         d_true = d_true / d_true.norm(dim=-1, keepdim=True).clamp(min=1e-6)
         d_pred = maps.D.reshape(b, -1, 3, h, w)

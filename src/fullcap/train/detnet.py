@@ -26,7 +26,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -71,6 +71,8 @@ class DetNetTrainConfig:
     lambda_h: float = 1.0
     lambda_f: float = 1.0
     clip_norm: float = 100.0
+    sigma: float = 1.0  # keypoint-map Gaussians, map pixels
+    sigma_3d: float | None = None  # weight of the 3D terms (None: sigma, as in the paper)
     overrides: dict = field(default_factory=dict)  # DetNetConfig fields (e.g. hidden)
 
     def __post_init__(self) -> None:
@@ -83,7 +85,8 @@ class DetNetTrainConfig:
     def from_dict(cls, d: dict) -> DetNetTrainConfig:
         d = dict(d)
         d["data"], d["val"] = tuple(d["data"]), tuple(d["val"])
-        return cls(**d)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def _sub(maps: PoseMaps, rows: torch.Tensor) -> PoseMaps:
@@ -110,20 +113,21 @@ def detnet_loss(
     the basic head's ``k``, ``d``, ``l``), each a scalar tensor."""
     zero = out.basic.K.new_zeros(())
     b = len(batch)
-    basic = posenet_loss(out.basic, batch.basic, net.bones("basic"))
+    kw = {"sigma": tc.sigma, "sigma_3d": tc.sigma_3d}
+    basic = posenet_loss(out.basic, batch.basic, net.bones("basic"), **kw)
     ext = zero
     for head, ht in batch.extended.items():
         if head in out.extended:
-            lh = posenet_loss(_sub(out.extended[head], ht.rows), ht.targets, net.bones(head))
+            lh = posenet_loss(_sub(out.extended[head], ht.rows), ht.targets, net.bones(head), **kw)
             ext = ext + lh["total"] * (len(ht.rows) / b)
     hand = zero
     if batch.hands is not None and out.hands is not None:
         bones = HAND_BONES.to(out.hands.K.device)
-        hand = posenet_loss(out.hands, batch.hands.targets, bones)["total"]
+        hand = posenet_loss(out.hands, batch.hands.targets, bones, **kw)["total"]
     face = zero
     if batch.face is not None and out.face is not None:
         no_bones = torch.zeros(0, 2, dtype=torch.long, device=out.face.K.device)
-        face = posenet_loss(out.face, batch.face.targets, no_bones)["total"]
+        face = posenet_loss(out.face, batch.face.targets, no_bones, **kw)["total"]
     body = basic["total"] + ext
     total = tc.lambda_b * body + tc.lambda_h * hand + tc.lambda_f * face
     return {
