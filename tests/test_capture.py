@@ -157,7 +157,11 @@ def test_video_with_ik_networks(model, clip, media, tmp_path):
     if trained:  # the IK result re-poses the model close to the truth
         with np.load(tmp_path / "result.npz") as z:
             pelvis_t = z["transl"]
-        assert np.abs(pelvis_t - clip.transl).max() < 0.3
+        # Across the image a few cm; along the optical axis a monocular fit inherits the
+        # estimated body size, so allow 15% of the distance there (about 0.4 m at 2.8 m).
+        err = np.abs(pelvis_t - clip.transl)
+        assert err[:, :2].max() < 0.1, err
+        assert (err[:, 2] / clip.transl[:, 2]).max() < 0.15, err
 
 
 def test_hand_ik_mirrors_left_hands(model):
