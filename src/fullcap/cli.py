@@ -556,7 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = tsub.add_parser("detnet", parents=[verbose, device], help="DetNet (resumable)")
     p.add_argument("--preset", choices=("lite", "paper"), default="lite")
-    p.add_argument("--data", nargs="+", required=True, help="training shard folders")
+    p.add_argument(
+        "--data", nargs="*", default=(), help="training shard folders (not needed to resume)"
+    )
     p.add_argument("--val", nargs="*", default=(), help="validation shard folders")
     p.add_argument("--out", default="runs/detnet_lite", help="run folder; resumes if it exists")
     p.add_argument("--steps", type=int, default=20000)
