@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 
@@ -23,6 +24,8 @@ def egl() -> None:
     try:
         Renderer(8, 8).release()
     except RenderUnavailable as exc:
+        if os.environ.get("CI"):  # CI installs EGL: a missing renderer is a failure there
+            raise
         pytest.skip(f"no headless GL: {exc}")
 
 

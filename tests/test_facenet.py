@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -56,6 +57,8 @@ def rasterizer():
     try:
         return FaceRasterizer(128)
     except RenderUnavailable as exc:
+        if os.environ.get("CI"):  # CI installs EGL: a missing renderer is a failure there
+            raise
         pytest.skip(f"no headless GL: {exc}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -56,6 +57,8 @@ def renderer():
     try:
         r = Renderer(W, H)
     except RenderUnavailable as exc:
+        if os.environ.get("CI"):  # CI installs EGL: a missing renderer is a failure there
+            raise
         pytest.skip(f"no headless GL: {exc}")
     yield r
     r.release()
