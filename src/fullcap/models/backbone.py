@@ -13,6 +13,13 @@ from torch import nn
 from fullcap.models.posenet import conv_bn_relu
 
 
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
+    """Residual shortcut: identity, or a strided 1x1 projection when the shape changes."""
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1):
         super().__init__()
@@ -21,11 +28,7 @@ class BasicBlock(nn.Module):
             nn.Conv2d(cout, cout, 3, 1, dilation, dilation=dilation, bias=False),
             nn.BatchNorm2d(cout),
         )
-        self.skip = (
-            nn.Identity()
-            if stride == 1 and cin == cout
-            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        )
+        self.skip = _shortcut(cin, cout, stride)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,11 +45,7 @@ class Bottleneck(nn.Module):
             nn.Conv2d(mid, cout, 1, bias=False),
             nn.BatchNorm2d(cout),
         )
-        self.skip = (
-            nn.Identity()
-            if stride == 1 and cin == cout
-            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        )
+        self.skip = _shortcut(cin, cout, stride)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
