@@ -1,20 +1,18 @@
-"""Test helpers for capture: a small synthetic walking clip with ground truth, and an "oracle"
-keypoint stage that returns that ground truth (a stand-in for DetNet; not shipped)."""
+"""Test helpers for capture: the synthetic clips of :mod:`fullcap.synth.clip`, and an "oracle"
+keypoint stage that returns their ground truth (a stand-in for DetNet; not shipped)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
-import roma
 import torch
 
 from fullcap.bodymodel.model import BodyModel
-from fullcap.bodymodel.poses import POSES, pose_tensor
 from fullcap.skeletons import BODY33, FACE68, HAND21, joint_map
+from fullcap.synth.clip import Clip, make_clip
 from fullcap.train.ik_data import MODEL_TO_CAMERA
 from fullcap.types import Keypoints, PartKeypoints
 
@@ -40,109 +38,6 @@ def random_iknet(model: BodyModel, part: str):
     kp = kp[joint_map(model.keypoint_names(name), kp_set.names)] @ MODEL_TO_CAMERA.T
     ref = normalise(kp[None], part, kp_set.names)[0]
     return IKNet(preset(part, ref, kp_set.parents, width=64, depth=2)).eval()
-
-
-@dataclass
-class Clip:
-    """frames (T, H, W, 3) uint8 (None when not rendered); times (T,) s; K (3, 3);
-    per frame ground truth: body_uv (T, 33, 2), body_cam (T, 33, 3) camera metres,
-    hand_uv / hand_cam {"left", "right"} (T, 21, *), face_uv (T, 68, 2); model params:
-    betas (T, K), pose (T, J-1, 3, 3), global_orient (T, 3, 3), transl (T, 3)."""
-
-    frames: np.ndarray | None
-    times: np.ndarray
-    K: np.ndarray
-    body_uv: np.ndarray
-    body_cam: np.ndarray
-    hand_uv: dict[str, np.ndarray]
-    hand_cam: dict[str, np.ndarray]
-    face_uv: np.ndarray
-    betas: np.ndarray
-    pose: np.ndarray
-    global_orient: np.ndarray
-    transl: np.ndarray
-    vertices: np.ndarray
-
-
-def walk_poses(model: BodyModel, n: int, fps: float) -> torch.Tensor:
-    """(n, J-1, 3, 3): the synth walk archetype's cycle (4 keyframes per ~1.1 s), relaxed
-    fingers from ``POSES['walking']``."""
-    from fullcap.synth.joint_limits import default_limits
-    from fullcap.synth.poses import ARCHETYPES, BodyPosePrior
-
-    limits = default_limits()
-    kf = BodyPosePrior(limits, {"walk": ARCHETYPES["walk"]}).keyframes  # (4, J-1, 3)
-    s = torch.arange(n, dtype=torch.float64) / fps * (4 / 1.1)
-    k = s.floor().long() % 4
-    u = (s - s.floor())[:, None, None].float()
-    angles = (1 - u) * kf[k] + u * kf[(k + 1) % 4]
-    pose = limits.angles_to_pose(angles)
-    fingers = pose_tensor(model, {k: v for k, v in POSES["walking"].items() if "finger" in k})
-    is_finger = torch.tensor(["finger" in b or "metacarpal" in b for b in model.bone_names[1:]])
-    return torch.where(is_finger[None, :, None, None], fingers, pose)
-
-
-def make_clip(
-    model: BodyModel,
-    n: int = 6,
-    size: tuple[int, int] = (192, 160),
-    fps: float = 25.0,
-    render: bool = True,
-) -> Clip:
-    """A person walking in place while turning (40 deg/s) and drifting sideways (0.5 m/s)."""
-    from fullcap.render import Renderer, intrinsics
-
-    w, h = size
-    K = intrinsics(w, h, 50.0)
-    times = np.arange(n) / fps
-    pose = walk_poses(model, n, fps)
-    t = torch.as_tensor(times, dtype=torch.float32)
-    yaw = torch.deg2rad(-20 + 40 * t)  # turning at 40 deg/s
-    zero = torch.zeros(n)
-    go = MODEL_TO_CAMERA @ roma.rotvec_to_rotmat(torch.stack([zero, zero, yaw], 1))
-    transl = torch.stack([-0.25 + 0.5 * t, zero + 0.05, zero + 2.8], 1)  # drifting at 0.5 m/s
-    betas = torch.zeros(n, 16)
-    betas[:, 0] = 0.5
-    with torch.no_grad():
-        out = model(betas=betas, pose=pose, global_orient=go, transl=transl)
-    verts = out.vertices.numpy()
-
-    def proj(p: np.ndarray) -> np.ndarray:
-        q = p @ K.T
-        return (q[..., :2] / q[..., 2:3]).astype(np.float32)
-
-    body = out.keypoints["body33"].numpy()[:, joint_map(model.keypoint_names("body33"), BODY33)]
-    hands = {
-        s: out.keypoints[f"{s}_hand"].numpy()[
-            :, joint_map(model.keypoint_names("right_hand"), HAND21)
-        ]
-        for s in ("left", "right")
-    }
-    face = out.keypoints["face68"].numpy()[:, joint_map(model.keypoint_names("face68"), FACE68)]
-    frames = None
-    if render:
-        faces = model.faces.numpy()
-        colors = np.full((len(verts[0]), 3), 0.8, np.float32)
-        colors[model.part_labels.numpy() == model.part_names.index("head")] = (0.9, 0.7, 0.6)
-        yy = np.linspace(90, 40, h, dtype=np.float32)[:, None, None]
-        bg = np.broadcast_to(yy, (h, w, 3)).astype(np.uint8)
-        with Renderer(w, h) as r:
-            frames = np.stack([r.render(v, faces, K, colors, background=bg).rgb for v in verts])
-    return Clip(
-        frames=frames,
-        times=times,
-        K=K,
-        body_uv=proj(body),
-        body_cam=body,
-        hand_uv={s: proj(v) for s, v in hands.items()},
-        hand_cam=hands,
-        face_uv=proj(face),
-        betas=betas.numpy(),
-        pose=pose.numpy(),
-        global_orient=go.numpy(),
-        transl=transl.numpy(),
-        vertices=verts,
-    )
 
 
 def nearest_frame(frames: np.ndarray, max_diff: float = 12.0) -> Callable[[np.ndarray], int | None]:

@@ -89,8 +89,11 @@ def _skin_fraction(img_bgr: np.ndarray) -> float:
 
 
 def test_demo_writes_pngs(egl, tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "-o", str(out), "--size", "160", "--device", "cpu"]) == 0
+    out = tmp_path / "demo" / "bodymodel"
+    assert (
+        main(["demo", "-o", str(out.parent), "--size", "160", "--device", "cpu", "--no-capture"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert str(out / "bodymodel_poses.png") in printed
     for name in POSES:
@@ -107,11 +110,12 @@ def test_demo_writes_pngs(egl, tmp_path, capsys):
 
 def test_demo_front_view_faces_the_camera(egl, tmp_path):
     """The left hand (person's left, +X) must appear on the image's right in the front view."""
-    assert main(["demo", "-o", str(tmp_path), "--size", "128", "--pose", "t_pose"]) == 0
-    img = cv2.imread(str(tmp_path / "pose_t_pose_front.png"))
+    argv = ["demo", "-o", str(tmp_path), "--size", "128", "--pose", "t_pose", "--no-capture"]
+    assert main(argv) == 0
+    img = cv2.imread(str(tmp_path / "bodymodel" / "pose_t_pose_front.png"))
     cols = np.nonzero((img[..., 2].astype(int) - img[..., 0]) > 25)[1]
     assert cols.min() < 32 and cols.max() > 96  # arms stretched across the image
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "bodymodel").iterdir()) == [
         "bodymodel_poses.png",
         "pose_t_pose_front.png",
         "pose_t_pose_three_quarter.png",
@@ -119,14 +123,14 @@ def test_demo_front_view_faces_the_camera(egl, tmp_path):
 
 
 def test_demo_unknown_pose(tmp_path, capsys):
-    assert main(["demo", "-o", str(tmp_path), "--pose", "moonwalk"]) == 1
+    assert main(["demo", "-o", str(tmp_path), "--pose", "moonwalk", "--no-capture"]) == 1
     err = capsys.readouterr().err
     assert "moonwalk" in err and "t_pose" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
-    assert main(["demo", "-o", str(tmp_path), "--device", "cuda"]) == 1
+    assert main(["demo", "-o", str(tmp_path), "--device", "cuda", "--no-capture"]) == 1
     assert "CUDA" in capsys.readouterr().err
 
 
@@ -140,7 +144,7 @@ def _hide_body_model(tmp_path, monkeypatch):
 
 def test_missing_asset_is_one_line_naming_the_fix(tmp_path, monkeypatch, capsys):
     _hide_body_model(tmp_path, monkeypatch)
-    assert main(["demo", "-o", str(tmp_path / "out")]) == 1
+    assert main(["demo", "-o", str(tmp_path / "out"), "--no-capture"]) == 1
     captured = capsys.readouterr()
     err = captured.err
     assert err.count("\n") == 1 and err.startswith("fullcap: error: ")

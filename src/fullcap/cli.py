@@ -388,12 +388,20 @@ def run_demo(
     return written
 
 
-def cmd_demo(out: str, size: int, device: str, poses: Sequence[str] | None) -> int:
-    """``fullcap demo``: render the body model in a few poses."""
-    paths = run_demo(Path(out), size, device, poses)
-    print(f"rendered {len(paths) - 1} views of {len(paths) // 2} poses to {Path(out)}/")
+def cmd_demo(
+    out: str, size: int, device: str, poses: Sequence[str] | None, capture: bool = True
+) -> int:
+    """``fullcap demo``: capture the bundled sample clip into OUT (compared with its ground
+    truth), then render the body model in a few poses into OUT/bodymodel."""
+    code = 0
+    if capture:
+        from fullcap.commands.demo import capture_sample
+
+        code = capture_sample(Path(out), device, progress=sys.stderr.isatty())
+    paths = run_demo(Path(out) / "bodymodel", size, device, poses)
+    print(f"rendered {len(paths) - 1} views of {len(paths) // 2} poses to {Path(out)}/bodymodel/")
     print(f"overview: {paths[-1]}")
-    return 0
+    return code
 
 
 # ------------------------------------------------------------------------------ training
@@ -462,8 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     p = sub.add_parser(
-        "demo", parents=[verbose, device], help="render the body model in a few poses"
+        "demo",
+        parents=[verbose, device],
+        help="capture the bundled sample clip; render the body model in a few poses",
     )
+    p.add_argument("--no-capture", action="store_true", help="only render the body model")
     p.add_argument("-o", "--out", default="out/demo", help="output folder (default: out/demo)")
     p.add_argument("--size", type=int, default=512, help="image size in pixels (default: 512)")
     p.add_argument(
@@ -504,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="vertical field of view in degrees, or a JSON file with fx, fy, cx, cy or K",
     )
     p.add_argument("--mode", choices=("auto", "image", "video"), default="auto")
-    for net in ("detnet", "body-ik", "hand-ik"):
+    for net in ("detnet", "body-ik", "hand-ik", "facenet"):
         p.add_argument(f"--{net}", default="auto", help="auto (packaged), a weights file, or none")
     p.add_argument("--no-smoothing", action="store_true", help="no 1-euro filter in video mode")
     p.add_argument("--min-cutoff", type=float, default=1.0, help="1-euro min cutoff (Hz)")
@@ -539,6 +550,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--source", choices=sources, default="mtc_like")
     p.add_argument("--json", action="store_true")
+    p = ssub.add_parser("clip", parents=[verbose], help="a synthetic video with ground truth")
+    p.add_argument("out", help="video file (.mp4); the ground truth goes next to it (.npz)")
+    p.add_argument("--frames", type=int, default=75)
+    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--look", choices=("synth", "plain"), default="synth")
+    p.add_argument("--no-wave", action="store_true", help="walk for the whole clip")
     p = ssub.add_parser("pose-sheet", parents=[verbose], help="contact sheets of sampled poses")
     p.add_argument("-o", "--out", default="docs/synth_pose_samples.png")
     p.add_argument("--hands-out", default="docs/synth_hand_samples.png")
@@ -566,6 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--time-limit", type=float, help="stop (resumably) after this many seconds")
+    p.add_argument(
+        "--sigma-3d",
+        type=float,
+        help="width (map pixels) of the weights of the 3D terms (default: the keypoint "
+        "Gaussians'); may change when resuming",
+    )
     p = tsub.add_parser("detnet-data", parents=[verbose], help="render DetNet training shards")
     p.add_argument("out", help="folder: OUT/<source>/train and OUT/<source>/val")
     p.add_argument("--sources", nargs="*", help="default: all six")
@@ -620,6 +646,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true")
+    p = bsub2.add_parser(
+        "capture", parents=[verbose, device], help="end-to-end frames/s vs MediaPipe Holistic"
+    )
+    p.add_argument("--input", help="video, image or image folder (default: the bundled sample)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed frames first (default: 10)")
+    p.add_argument("--frames", type=int, help="at most this many frames")
+    p.add_argument("--no-mediapipe", action="store_true", help="time fullcap only")
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -627,7 +662,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "info":
         return cmd_info(as_json=args.json)
     if args.command == "demo":
-        return cmd_demo(out=args.out, size=args.size, device=args.device, poses=args.poses)
+        return cmd_demo(args.out, args.size, args.device, args.poses, not args.no_capture)
     if args.command == "bodymodel":
         if args.bodymodel_command == "build":
             return cmd_bodymodel_build(out=args.out)
@@ -659,6 +694,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             detnet=args.detnet,
             body_ik=args.body_ik,
             hand_ik=args.hand_ik,
+            facenet=args.facenet,
             smoothing=not args.no_smoothing,
             min_cutoff=args.min_cutoff,
             beta=args.beta,
@@ -681,6 +717,11 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             )
         if args.synth_command == "bench":
             return synth.bench(args.n, args.size, args.workers, args.source, args.json)
+        if args.synth_command == "clip":
+            return synth.clip(
+                args.out, args.frames, args.fps, args.width, args.height, args.seed, args.look,
+                not args.no_wave,
+            )  # fmt: skip
         if args.synth_command == "pose-sheet":
             return synth.pose_sheet(args.out, args.hands_out, args.seed)
         parser.parse_args(["synth", "--help"])
@@ -700,7 +741,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return detnet.train(
                 args.out, args.preset, args.data, args.val, args.steps, args.factor, args.seed,
                 args.workers, device=resolve_device(args.device), time_limit_s=args.time_limit,
-                progress=sys.stderr.isatty(),
+                progress=sys.stderr.isatty(), sigma_3d=args.sigma_3d,
             )  # fmt: skip
         if args.train_command == "facenet":
             from fullcap.commands import facenet
@@ -734,6 +775,13 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             from fullcap.commands import facenet
 
             return facenet.bench(args.weights, args.n, args.threads, args.json)
+        if args.bench_command == "capture":
+            from fullcap.commands.demo import bench_capture
+
+            return bench_capture(
+                args.input, resolve_device(args.device), args.threads, args.warmup, args.frames,
+                not args.no_mediapipe, args.json,
+            )  # fmt: skip
         parser.parse_args(["bench", "--help"])
     parser.print_usage(sys.stderr)
     print("fullcap: error: a command is required (see `fullcap --help`)", file=sys.stderr)

@@ -100,7 +100,10 @@ class FaceResult:
     expression: (E,) ARKit blendshape weights, nominally [0, 1], names ``expression_names``
         (``BodyModel.expression_names``); None without FaceNet.
     albedo: (A,) face model albedo (skin colour) parameters; None without FaceNet.
-    illumination: (27,) second-order spherical harmonics, 9 per RGB channel; None without FaceNet.
+    illumination: (27,) second-order spherical harmonics, 9 per RGB channel (R's nine, then G's,
+        then B's), camera frame; None without FaceNet.
+    rotation: (3, 3) head rotation, head frame (X left, Y back, Z up) -> camera; None without
+        FaceNet.
     """
 
     bbox: np.ndarray
@@ -109,6 +112,7 @@ class FaceResult:
     expression_names: tuple[str, ...] = ()
     albedo: np.ndarray | None = None
     illumination: np.ndarray | None = None
+    rotation: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

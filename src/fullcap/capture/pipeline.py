@@ -58,10 +58,13 @@ class MissingComponent(RuntimeError):
 
 
 class FaceEstimator(Protocol):
-    """FaceNet's interface: ``facenet(image, face_box, landmarks) -> FaceResult`` with the
-    expression (ARKit weights), albedo and illumination filled in."""
+    """FaceNet's interface: ``facenet(image, face_box, landmarks, K) -> FaceResult`` with the
+    expression (ARKit weights), albedo, illumination and head rotation filled in (K: the
+    image's intrinsics); :class:`fullcap.capture.face.FaceNetEstimator` is the one shipped."""
 
-    def __call__(self, image: np.ndarray, box: np.ndarray, landmarks: Keypoints) -> FaceResult: ...
+    def __call__(
+        self, image: np.ndarray, box: np.ndarray, landmarks: Keypoints, K: np.ndarray
+    ) -> FaceResult: ...
 
 
 def _extent(points: np.ndarray) -> float:
@@ -195,15 +198,17 @@ class Capture:
                     raise
                 return None
 
-        if facenet not in (None, "auto"):
-            raise MissingComponent("FaceNet is not implemented yet; leave --facenet out")
+        from fullcap.capture.face import FaceNetEstimator
+        from fullcap.models.weights import load_facenet
+
+        face_net = resolve(facenet, "facenet", load_facenet)
         return cls(
             mode=mode,
             device=device,
             detnet=resolve(detnet, "detnet_lite", load_detnet),
             body_ik=resolve(body_ik, "bodyiknet", load_iknet),
             hand_ik=resolve(hand_ik, "handiknet", load_iknet),
-            facenet=None,
+            facenet=None if face_net is None else FaceNetEstimator(face_net),
             **kwargs,
         )
 
@@ -357,7 +362,7 @@ class Capture:
             )
             face = FaceResult(bbox=np.asarray(fbox, np.float32), landmarks=face_kp)
             if self.facenet is not None:
-                face = self.facenet(rgb, fbox, face_kp)
+                face = self.facenet(rgb, fbox, face_kp, K)
                 if f is not None and face.expression is not None:
                     e = f.points("face/expression", face.expression[:, None], t)[:, 0]
                     face = replace(face, expression=e)

@@ -120,6 +120,7 @@ def capture(
     detnet: str | None = "auto",
     body_ik: str | None = "auto",
     hand_ik: str | None = "auto",
+    facenet: str | None = "auto",
     smoothing: bool = True,
     min_cutoff: float = 1.0,
     beta: float = 5.0,
@@ -134,8 +135,9 @@ def capture(
 ) -> int:
     """Capture ``input`` (image, image directory, video or webcam index) into ``out_dir``.
 
-    ``detnet`` / ``body_ik`` / ``hand_ik``: "auto" (packaged weights if present), a weights
-    file, or None / "none" (leave the network out). ``camera``: see :func:`parse_camera`.
+    ``detnet`` / ``body_ik`` / ``hand_ik`` / ``facenet``: "auto" (packaged weights if
+    present), a weights file, or None / "none" (leave the network out). ``camera``: see
+    :func:`parse_camera`.
     ``mode``: "auto" (video for videos and webcams, image for images), "image" or "video".
     ``exports``: a subset of :data:`EXPORTS`. ``pipeline``: a ready
     :class:`fullcap.capture.Capture` (the weights, device, camera, mode and filter arguments
@@ -144,9 +146,9 @@ def capture(
     from fullcap.capture.media import MediaError, open_media
 
     out = Path(out_dir)
-    detnet, body_ik, hand_ik = (
+    detnet, body_ik, hand_ik, facenet = (
         None if isinstance(v, str) and v.lower() in ("none", "off") else v
-        for v in (detnet, body_ik, hand_ik)
+        for v in (detnet, body_ik, hand_ik, facenet)
     )
     unknown = [e for e in exports if e not in EXPORTS]
     if unknown:
@@ -173,7 +175,7 @@ def capture(
                 detnet=detnet,
                 body_ik=body_ik,
                 hand_ik=hand_ik,
-                facenet=None,
+                facenet=facenet,
                 filter=filt,
                 camera=K if K is not None and K.shape == (3, 3) else None,
                 fov_deg=float(K[0]) if K is not None and K.shape == (1,) else None,

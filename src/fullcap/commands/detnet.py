@@ -77,9 +77,11 @@ def train(
     image_size: int = 256,
     eval_samples: int = 128,
     progress: bool = False,
+    sigma_3d: float | None = None,
 ) -> int:
     """Train (or resume) DetNet in ``out``; when the run finishes, export the weights and
-    evaluate them on the validation folders."""
+    evaluate them on the validation folders. ``sigma_3d``: see
+    :func:`fullcap.train.detnet.train`."""
     from fullcap.models.detnet import PRESETS
     from fullcap.train.detnet import DetNetTrainConfig, export
     from fullcap.train.detnet import train as run
@@ -98,7 +100,7 @@ def train(
         checkpoint_every=checkpoint_every,
         image_size=image_size,
     )
-    summary = run(out, tc, device, workers, progress, time_limit_s=time_limit_s)
+    summary = run(out, tc, device, workers, progress, time_limit_s=time_limit_s, sigma_3d=sigma_3d)
     print(
         f"step {summary['step']}/{steps}: {summary['steps_per_s']:.2f} steps/s, "
         f"{summary['images_per_s']:.1f} images/s (batch {summary['batch_size']}), "

@@ -42,3 +42,30 @@ def pose_sheet(out: str, hands_out: str, seed: int) -> int:
     for path in write_sheets(Path(out), Path(hands_out), seed):
         print(f"wrote {path}")
     return 0
+
+
+def clip(
+    out: str, frames: int, fps: float, width: int, height: int, seed: int, look: str, wave: bool
+) -> int:
+    """Render a synthetic clip: ``OUT`` (video) and ``OUT`` with ``.npz`` (its ground truth:
+    the :class:`fullcap.synth.clip.Clip` arrays except frames and vertices)."""
+    import numpy as np
+
+    from fullcap.bodymodel.model import BodyModel
+    from fullcap.io import atomic_path
+    from fullcap.synth.clip import make_clip, write_video
+
+    c = make_clip(
+        BodyModel.load(), n=frames, size=(width, height), fps=fps, look=look, seed=seed, wave=wave
+    )
+    path = write_video(out, c.frames, fps)
+    truth = Path(out).with_suffix(".npz")
+    arrays = {k: v for k, v in vars(c).items() if isinstance(v, np.ndarray)}
+    for side in ("left", "right"):
+        arrays[f"{side}_hand_uv"], arrays[f"{side}_hand_cam"] = c.hand_uv[side], c.hand_cam[side]
+    for big in ("frames", "vertices"):  # the video itself; vertices follow from the parameters
+        arrays.pop(big, None)
+    with atomic_path(truth) as tmp:
+        np.savez_compressed(tmp, **arrays)
+    print(f"wrote {path} ({frames} frames, {width}x{height}, {fps:g} fps) and {truth}")
+    return 0

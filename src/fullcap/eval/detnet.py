@@ -13,6 +13,8 @@ Protocol (decisions written here):
 - ``oracle2d_*``: the same with the location maps read at the true 2D positions instead of
   the detected ones: the 3D quality alone (L is trained only near the true keypoint, so 2D
   detection errors cost 3D accuracy; the gap between the two measures how much).
+- ``meanpose_*``: the baseline a network must beat: one constant pose (the mean of the
+  evaluated targets, so slightly optimistic) predicted for every sample.
 - Body 2D: ``pck2d`` on the basic keypoints inside the image, threshold 0.1 x the person
   box side (the crop side / 1.25, i.e. 0.08 x the body input side); ``err2d_px`` in
   body-input pixels.
@@ -114,6 +116,7 @@ def evaluate_reader(
     body_px = cfg.body_size / cfg.body_map_size
     thr2d = 0.1 * cfg.body_size / MARGIN
     n_items = 0
+    truth: list[tuple[torch.Tensor, torch.Tensor]] = []
     net.eval()
     for batch in _batches(reader, net, samples, batch_size):
         batch = batch.to(dev)
@@ -126,6 +129,7 @@ def evaluate_reader(
         acc.add("pa", err, m)
         err, m = pa_errors(pred["basic_at_gt"], t.xyz, t.valid2d & t.has3d[:, None], min_points=5)
         acc.add("oracle", err, m)
+        truth.append((t.xyz, t.valid2d & t.has3d[:, None]))
         ht = batch.extended.get("humbi")
         if ht is not None and "ext/humbi" in pred:
             _, _, hxyz = pred["ext/humbi"]
@@ -147,15 +151,20 @@ def evaluate_reader(
             acc.add("face", e * (cfg.face_size / cfg.face_map_size), ft.valid2d)
             acc.add("face_nme", e / batch.face.scale.clamp(min=1e-6)[:, None], ft.valid2d)
     out: dict[str, float] = {"items": float(n_items)}
+    xyz, m = (torch.cat(x) for x in zip(*truth, strict=True)) if truth else (None, None)
+    if m is not None and m.all(-1).any():  # the baseline: one constant pose for every sample
+        mean = xyz[m.all(-1)].mean(0, keepdim=True).expand_as(xyz)
+        acc.add("mean", *pa_errors(mean, xyz, m, min_points=5))
     if (r := acc.get("2d")) is not None and r[1].any():
         out["pck2d"] = pck(r[0], thr2d, r[1])
         out["err2d_px"] = mean_error(*r)
-    for key, name in (("pa", ""), ("oracle", "oracle2d_"), ("eval14", "eval14_")):
+    families = (("pa", ""), ("oracle", "oracle2d_"), ("mean", "meanpose_"), ("eval14", "eval14_"))
+    for key, name in families:
         r = acc.get(key)
         if r is not None and r[1].any():
             out[f"{name}pck150_pa"] = pck(r[0], 0.150, r[1])
             out[f"{name}pa_mpjpe_mm"] = mean_error(*r) * 1000.0
-            if key != "oracle":
+            if key not in ("oracle", "mean"):
                 out[f"{name}samples"] = float(r[1].any(1).sum())
     if (r := acc.get("hand3d")) is not None and r[1].any():
         out["hand_auc_20_50"] = auc_pck(r[0], r[1], 20.0, 50.0)

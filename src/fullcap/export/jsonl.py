@@ -77,14 +77,19 @@ def _face(f: FaceResult | None) -> dict | None:
         "expression": expression,
         "albedo": _list(f.albedo, _PARAM),
         "illumination": _list(f.illumination, _PARAM),
+        "rotation": None if f.rotation is None else _list(_rotvec(f.rotation), _ROT),
     }
+
+
+def _rotvec(rot: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) -> axis-angle vectors (..., 3)."""
+    return roma.rotmat_to_rotvec(torch.from_numpy(np.asarray(rot, np.float64))).numpy()
 
 
 def _model(m: ModelParams | None) -> dict | None:
     if m is None:
         return None
-    rot = np.concatenate([m.global_orient[None], m.pose]).astype(np.float64)
-    rotvec = roma.rotmat_to_rotvec(torch.from_numpy(rot)).numpy()
+    rotvec = _rotvec(np.concatenate([m.global_orient[None], m.pose]))
     return {
         "shape": _list(m.betas, _PARAM),
         "pose": _list(rotvec, _ROT),

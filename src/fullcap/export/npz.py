@@ -43,7 +43,7 @@ def _person_arrays(p: PersonResult) -> dict[str, np.ndarray]:
     if p.face is not None:
         out["face_uv"], out["face_conf"] = p.face.landmarks.uv, p.face.landmarks.conf
         out["face_bbox"] = p.face.bbox
-        for name in ("expression", "albedo", "illumination"):
+        for name in ("expression", "albedo", "illumination", "rotation"):
             v = getattr(p.face, name)
             if v is not None:
                 out[f"face_{name}"] = v

@@ -23,6 +23,7 @@ Ctrl-C/SIGTERM, ``run_steps`` or ``time_limit_s``). Batches depend only on (seed
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -175,6 +176,7 @@ def train(
     progress: bool = False,
     run_steps: int | None = None,
     time_limit_s: float | None = None,
+    sigma_3d: float | None = None,
 ) -> dict:
     """Train (or resume) a DetNet in ``out_dir``.
 
@@ -184,6 +186,9 @@ def train(
     Args:
         run_steps / time_limit_s: stop (with a checkpoint) after this many steps or seconds
             of this call; the run continues on the next call.
+        sigma_3d: set ``tc.sigma_3d`` (also when resuming: widening it makes the location
+            maps tolerate 2D errors). A change rescales the loss, so the plateau schedule
+            starts counting afresh.
     Returns:
         Summary: checkpoint path, step, finished flag, lr, last validation loss, steps/s and
         images/s of this call, batch size, the validation folders.
@@ -199,6 +204,12 @@ def train(
             | ({"data": tc.data} if tc.data else {})
             | ({"val": tc.val} if tc.val else {})
         )
+    changed_loss = False
+    if sigma_3d is not None:
+        if sigma_3d <= 0:
+            raise ValueError(f"sigma_3d must be > 0 (map pixels), got {sigma_3d}")
+        changed_loss = state is not None and (tc.sigma_3d or tc.sigma) != sigma_3d
+        tc = replace(tc, sigma_3d=float(sigma_3d))
     if not tc.data or not tc.val:
         raise ValueError("a new DetNet run needs training (data) and validation (val) folders")
     augment = Augment(out_size=tc.image_size)
@@ -223,6 +234,9 @@ def train(
         sched.load_state_dict(state["scheduler"])
         step, trained_s = int(state["step"]), float(state.get("trained_s", 0.0))
         log.info("resumed %s at step %d", ckpt_path, step)
+        if changed_loss:
+            sched.best, sched.num_bad_epochs = math.inf, 0
+            log.info("sigma_3d is now %g: the plateau schedule starts afresh", tc.sigma_3d)
     mixer = Mixer(readers, config, factor=tc.factor, seed=tc.seed)
     val_mixer = Mixer(val_readers, config, factor=tc.factor, seed=tc.seed + 1, jitter=False)
     ledger = Ledger(out_dir / "metrics.jsonl")
