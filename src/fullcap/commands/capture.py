@@ -210,6 +210,7 @@ def _run(pipeline, media, out: Path, exports: set[str], npz_every: int, progress
         else:
             (out / "overlay").mkdir(exist_ok=True)
     records: list[tuple[int, float, Any, Any]] = []  # frame, time, model params, expression
+    expression_names = [] if model is None else list(model.expression_names)
     used: set[str] = set()  # overlay PNG names
     code, n_people, error = EXIT_OK, 0, None
     bar = _progress(progress, media.expected_frames)
@@ -235,7 +236,10 @@ def _run(pipeline, media, out: Path, exports: set[str], npz_every: int, progress
                     used.add(stem)
                     save_png(out / "overlay" / name, drawn)
             params = None if person is None else person.model
-            expr = None if person is None or person.face is None else person.face.expression
+            face = None if person is None else person.face
+            expr = None if face is None else face.expression
+            if expr is not None and face.expression_names:
+                expression_names = list(face.expression_names)
             records.append((result.frame, result.time_s, params, expr))
             if bar is not None:
                 bar[0].advance(bar[1])
@@ -258,7 +262,7 @@ def _run(pipeline, media, out: Path, exports: set[str], npz_every: int, progress
     if npz:
         npz.close(complete=code == EXIT_OK)
         written.append("result.npz")
-    written += _animation(model, records, out, exports)
+    written += _animation(model, records, out, exports, expression_names)
     if overlay is not None:
         written.append("overlay.mp4" if video is not None else "overlay/")
     summary = {
@@ -282,8 +286,11 @@ def _run(pipeline, media, out: Path, exports: set[str], npz_every: int, progress
     return code
 
 
-def _animation(model, records, out: Path, exports: set[str]) -> list[str]:
-    """BVH / GLB / ARKit files from the collected per-frame parameters; names written."""
+def _animation(
+    model, records, out: Path, exports: set[str], expression_names: list[str]
+) -> list[str]:
+    """BVH / GLB / ARKit files from the collected per-frame parameters (ARKit columns:
+    ``expression_names``, FaceNet's); names written."""
     from fullcap.export.arkit import write_arkit_csv, write_arkit_json
     from fullcap.export.bvh import write_bvh
     from fullcap.export.gltf import write_glb
@@ -301,7 +308,7 @@ def _animation(model, records, out: Path, exports: set[str]) -> list[str]:
             written.append("capture.glb")
     exprs = [r[3] for r in records]
     if "arkit" in exports and any(e is not None for e in exprs):
-        names = list(model.expression_names) if model is not None else []
+        names = expression_names
         write_arkit_csv(out / "arkit.csv", names, frames, times.tolist(), exprs)
         write_arkit_json(out / "arkit.json", names, frames, times.tolist(), exprs)
         written += ["arkit.csv", "arkit.json"]
