@@ -611,6 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--self-supervised", action="store_true", help="no ground-truth terms")
+    p.add_argument("--init", help="start from these weights (fine-tune; 'facenet' = packaged)")
+    p.add_argument("--w-expression", type=float, help="supervised expression weight (default 1)")
 
     ev = sub.add_parser("eval", parents=[verbose], help="evaluate a network")
     esub = ev.add_subparsers(dest="eval_command", metavar="NETWORK")
@@ -748,7 +750,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
             return facenet.train(
                 args.data, args.out, args.steps, args.batch_size, args.lr, args.seed,
-                args.size, args.workers, args.val, args.self_supervised,
+                args.size, args.workers, args.val, args.self_supervised, args.init,
+                args.w_expression,
             )  # fmt: skip
         parser.parse_args(["train", "--help"])
     if args.command == "eval":

@@ -20,9 +20,13 @@ def train(
     workers: int = 1,
     val: Sequence[str] = (),
     self_supervised: bool = False,
+    init: str | None = None,
+    w_expression: float | None = None,
 ) -> int:
     """Train (or resume) FaceNet on the face crops of ``data``: synthetic shard directories
-    and/or folders of crops (:class:`fullcap.train.face_data.FaceData`)."""
+    and/or folders of crops (:class:`fullcap.train.face_data.FaceData`). ``init``: start a
+    new run from these FaceNet weights (fine-tuning; "facenet" = the packaged ones);
+    ``w_expression``: weight of the supervised expression term (new runs)."""
     from fullcap.train.facenet import FaceTrainConfig
     from fullcap.train.facenet import train as run
 
@@ -44,8 +48,19 @@ def train(
         seed=seed,
         size=size,
         self_supervised=self_supervised,
+        **({} if w_expression is None else {"w_expression": float(w_expression)}),
     )
-    ckpt = run(out_dir, data, tc, val=val, progress=sys.stderr.isatty(), workers=workers)
+    net = None
+    if init is not None and not (out_dir / "last.pt").exists():
+        from fullcap.models.weights import load_facenet
+
+        net = load_facenet(init).train()
+        if net.config.input_size != size:
+            print(
+                f"error: {init} takes {net.config.input_size}-px crops, not {size}", file=sys.stderr
+            )
+            return 2
+    ckpt = run(out_dir, data, tc, val=val, progress=sys.stderr.isatty(), workers=workers, net=net)
     print(f"checkpoint: {ckpt}")
     print(f"weights:    {out_dir / 'weights.safetensors'}")
     print(f"metrics:    {out_dir / 'metrics.jsonl'}")
