@@ -225,6 +225,23 @@ def test_resume_matches_uninterrupted_run(trained):
     assert [r["step"] for r in rows] == [2, 4] and all(math.isfinite(r["val_total"]) for r in rows)
 
 
+def test_resume_can_widen_sigma_3d_and_set_the_lr(trained, tmp_path):
+    import shutil
+
+    _, b, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(b, run)
+    r = train(run, DetNetTrainConfig(steps=5), workers=0, sigma_3d=2.5, lr=2e-4)
+    assert r["finished"] and r["step"] == 5 and r["lr"] == pytest.approx(2e-4)
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["train_config"]["sigma_3d"] == 2.5
+    # the loss scale changed, so the plateau schedule's best is the new run's, not the old one
+    old = torch.load(b / "last.pt", weights_only=True)["scheduler"]["best"]
+    assert state["scheduler"]["best"] != old
+    with pytest.raises(ValueError, match="sigma_3d"):
+        train(run, DetNetTrainConfig(steps=6), workers=0, sigma_3d=0.0)
+
+
 def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
     a, _, _ = trained
     path = export(a / "last.pt", tmp_path / "w.safetensors")

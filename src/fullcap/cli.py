@@ -592,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="width (map pixels) of the weights of the 3D terms (default: the keypoint "
         "Gaussians'); may change when resuming",
     )
+    p.add_argument("--lr", type=float, help="set the learning rate now (e.g. when resuming)")
     p = tsub.add_parser("detnet-data", parents=[verbose], help="render DetNet training shards")
     p.add_argument("out", help="folder: OUT/<source>/train and OUT/<source>/val")
     p.add_argument("--sources", nargs="*", help="default: all six")
@@ -743,7 +744,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return detnet.train(
                 args.out, args.preset, args.data, args.val, args.steps, args.factor, args.seed,
                 args.workers, device=resolve_device(args.device), time_limit_s=args.time_limit,
-                progress=sys.stderr.isatty(), sigma_3d=args.sigma_3d,
+                progress=sys.stderr.isatty(), sigma_3d=args.sigma_3d, lr=args.lr,
             )  # fmt: skip
         if args.train_command == "facenet":
             from fullcap.commands import facenet

@@ -78,9 +78,10 @@ def train(
     eval_samples: int = 128,
     progress: bool = False,
     sigma_3d: float | None = None,
+    lr: float | None = None,
 ) -> int:
     """Train (or resume) DetNet in ``out``; when the run finishes, export the weights and
-    evaluate them on the validation folders. ``sigma_3d``: see
+    evaluate them on the validation folders. ``sigma_3d``, ``lr``: see
     :func:`fullcap.train.detnet.train`."""
     from fullcap.models.detnet import PRESETS
     from fullcap.train.detnet import DetNetTrainConfig, export
@@ -100,7 +101,9 @@ def train(
         checkpoint_every=checkpoint_every,
         image_size=image_size,
     )
-    summary = run(out, tc, device, workers, progress, time_limit_s=time_limit_s, sigma_3d=sigma_3d)
+    summary = run(
+        out, tc, device, workers, progress, time_limit_s=time_limit_s, sigma_3d=sigma_3d, lr=lr
+    )
     print(
         f"step {summary['step']}/{steps}: {summary['steps_per_s']:.2f} steps/s, "
         f"{summary['images_per_s']:.1f} images/s (batch {summary['batch_size']}), "

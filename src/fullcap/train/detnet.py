@@ -177,6 +177,7 @@ def train(
     run_steps: int | None = None,
     time_limit_s: float | None = None,
     sigma_3d: float | None = None,
+    lr: float | None = None,
 ) -> dict:
     """Train (or resume) a DetNet in ``out_dir``.
 
@@ -189,6 +190,8 @@ def train(
         sigma_3d: set ``tc.sigma_3d`` (also when resuming: widening it makes the location
             maps tolerate 2D errors). A change rescales the loss, so the plateau schedule
             starts counting afresh.
+        lr: set the learning rate from this call on (e.g. to drop it by hand when resuming);
+            the plateau schedule goes on from there.
     Returns:
         Summary: checkpoint path, step, finished flag, lr, last validation loss, steps/s and
         images/s of this call, batch size, the validation folders.
@@ -237,6 +240,13 @@ def train(
         if changed_loss:
             sched.best, sched.num_bad_epochs = math.inf, 0
             log.info("sigma_3d is now %g: the plateau schedule starts afresh", tc.sigma_3d)
+    if lr is not None:
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        for g in opt.param_groups:
+            g["lr"] = float(lr)
+        sched.num_bad_epochs = 0
+        log.info("learning rate set to %g", lr)
     mixer = Mixer(readers, config, factor=tc.factor, seed=tc.seed)
     val_mixer = Mixer(val_readers, config, factor=tc.factor, seed=tc.seed + 1, jitter=False)
     ledger = Ledger(out_dir / "metrics.jsonl")
