@@ -229,3 +229,10 @@ def test_render_keypoints_wiring(tmp_path, monkeypatch, capsys):
     assert main(["bodymodel", "render-keypoints", "-o", str(target)]) == 0
     assert seen["path"] == target and seen["bones"] > 100
     assert target.parent.is_dir() and str(target) in capsys.readouterr().out
+
+
+def test_cli_source_names_are_the_synth_sources():
+    from fullcap.cli import SYNTH_SOURCES
+    from fullcap.synth.sources import SOURCES
+
+    assert set(SYNTH_SOURCES) == set(SOURCES)

@@ -14,6 +14,17 @@ from collections.abc import Sequence
 from fullcap import __version__
 from fullcap.commands.common import CliError, resolve_device
 
+# fullcap.synth.sources.SOURCES, named here so that --help needs no numpy (checked by a test)
+SYNTH_SOURCES = (
+    "mtc_like",
+    "h36m_like",
+    "humbi_like",
+    "coco_like",
+    "hand_like",
+    "face_like",
+    "webcam_face_like",
+)
+
 __all__ = ["CliError", "build_parser", "main", "resolve_device"]
 
 
@@ -107,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sy = sub.add_parser("synth", parents=[verbose], help="synthetic training data")
     ssub = sy.add_subparsers(dest="synth_command", metavar="COMMAND")
-    sources = ("mtc_like", "h36m_like", "humbi_like", "coco_like", "hand_like", "face_like")
+    sources = SYNTH_SOURCES
     p = ssub.add_parser("preview", parents=[verbose], help="contact sheet with labels drawn")
     p.add_argument("-o", "--out", default="docs/synth_preview.png")
     p.add_argument("--source", choices=sources, default="humbi_like")

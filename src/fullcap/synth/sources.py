@@ -198,6 +198,15 @@ _WILD = SceneStyle(
     jpeg_quality=(40, 92),
 )
 
+_WEBCAM = SceneStyle(
+    p_occluder=0.05,
+    p_motion_blur=0.03,
+    p_blur=0.03,
+    p_noise=0.3,
+    p_downscale=0.0,
+    jpeg_quality=(75, 95),
+)
+
 SOURCES: dict[str, SourceConfig] = {
     s.name: s
     for s in (
@@ -270,6 +279,24 @@ SOURCES: dict[str, SourceConfig] = {
             ("face68",),
             extended=(FACE5,),
             scene=_WILD,
+        ),
+        SourceConfig(
+            "webcam_face_like",
+            "Webcam-style face close-ups for FaceNet's expressions: mostly frontal, sharp, "
+            "rarely occluded (face_like's degradations hide most expressions at 64 px)",
+            CameraRig(
+                kind="free",
+                fov_deg=(40.0, 70.0),
+                elevation_deg=(-10.0, 20.0),
+                roll_deg=8.0,
+                fill=(0.55, 0.8),
+                p_truncate=0.0,
+                face_azimuth_deg=15.0,
+            ),
+            (("face", 1.0),),
+            ("face68",),
+            extended=(FACE5,),
+            scene=_WEBCAM,
         ),
     )
 }
