@@ -91,8 +91,8 @@ def evaluate(
         print(json.dumps(report, indent=2))
     else:
         print(f"FaceNet on {report['samples']} crops of {', '.join(report['data'])}")
-        for group in ("facenet", "truth"):
-            for k, v in report[group].items():
+        for group in ("facenet", "truth", "expression"):
+            for k, v in report.get(group, {}).items():
                 print(f"  {group:>8} {k:>20}: {v:.4f}")
         if overlay:
             print(f"overlay: {report['overlay']}")

@@ -123,6 +123,8 @@ def evaluate(
     def add(d: dict, key: str, x) -> None:
         d.setdefault(key, []).append(np.asarray(x, dtype=np.float64).reshape(-1))
 
+    pred_e: list[torch.Tensor] = []
+    true_e: list[torch.Tensor] = []
     for start in range(0, n, batch_size):
         items = [data[i] for i in range(start, min(n, start + batch_size))]
         batch = torch.utils.data.default_collate(items)
@@ -143,6 +145,8 @@ def evaluate(
             add(rows, "vertex_mm", v_err * 1000)
             add(rows, "expression_mae", (out.params.expression - batch["expression"]).abs()
                 .mean(1)[has])  # fmt: skip
+            pred_e.append(out.params.expression[has])
+            true_e.append(batch["expression"][has])
         alb = batch["has_albedo"] & has
         if alb.any():
             from fullcap.face.render import shade
@@ -161,7 +165,39 @@ def evaluate(
     def summary(d: dict[str, list[np.ndarray]]) -> dict[str, float]:
         return {k: float(np.nanmean(np.concatenate(v))) for k, v in d.items()}
 
-    return {"samples": n, "facenet": summary(rows), "truth": summary(truth_rows)}
+    report = {"samples": n, "facenet": summary(rows), "truth": summary(truth_rows)}
+    if true_e:
+        report["expression"] = expression_report(
+            torch.cat(pred_e), torch.cat(true_e), fm.expression_names
+        )
+    return report
+
+
+EXPRESSION_KEYS = ("jawOpen", "mouthSmileLeft", "eyeBlinkLeft", "browInnerUp", "mouthPucker")
+
+
+def expression_report(
+    pred: torch.Tensor, true: torch.Tensor, names: list[str] | tuple[str, ...]
+) -> dict[str, float]:
+    """Expression accuracy against the baselines a network must beat: MAE of the network,
+    of always predicting zeros (neutral) and of always predicting the mean; Pearson
+    correlation per action (mean over actions that vary, and a few named ones)."""
+    p, t = pred.double(), true.double()
+    out = {
+        "mae": float((p - t).abs().mean()),
+        "mae_zeros": float(t.abs().mean()),
+        "mae_mean": float((t - t.mean(0)).abs().mean()),
+    }
+    pc, tc = p - p.mean(0), t - t.mean(0)
+    denom = (pc.norm(dim=0) * tc.norm(dim=0)).clamp_min(1e-12)
+    corr = (pc * tc).sum(0) / denom
+    varies = (t.std(0) > 1e-3) & (p.std(0) > 1e-6)
+    out["corr_mean"] = float(corr[varies].mean()) if varies.any() else float("nan")
+    for k in EXPRESSION_KEYS:
+        if k in names:
+            i = list(names).index(k)
+            out[f"corr_{k}"] = float(corr[i]) if varies[i] else float("nan")
+    return out
 
 
 @torch.no_grad()
