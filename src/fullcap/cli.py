@@ -238,6 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true")
+    p = bsub2.add_parser("detnet", parents=[verbose, device], help="DetNet ms per frame")
+    p.add_argument("--preset", choices=("lite", "paper"), default="lite")
+    p.add_argument(
+        "--weights",
+        help="weights file or 'detnet_lite' (packaged); default: an untrained network of "
+        "--preset (same compute)",
+    )
+    p.add_argument("-n", type=int, default=50, help="timed frames (default: 50)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--half", action="store_true", help="float16 autocast (CUDA only)")
+    p.add_argument("--json", action="store_true")
     p = bsub2.add_parser(
         "capture", parents=[verbose, device], help="end-to-end frames/s vs MediaPipe Holistic"
     )
@@ -378,6 +389,13 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             from fullcap.commands import facenet
 
             return facenet.bench(args.weights, args.n, args.threads, args.json)
+        if args.bench_command == "detnet":
+            from fullcap.commands.demo import bench_detnet
+
+            return bench_detnet(
+                args.preset, args.weights, resolve_device(args.device), args.n, args.threads,
+                args.half, args.json,
+            )  # fmt: skip
         if args.bench_command == "capture":
             from fullcap.commands.demo import bench_capture
 

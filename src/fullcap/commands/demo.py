@@ -16,7 +16,15 @@ from typing import Any
 
 from fullcap.commands.common import CliError, load_body_model, resolve_device
 
-__all__ = ["SAMPLE", "SAMPLE_FOV_DEG", "capture_sample", "cmd_demo", "run_demo"]
+__all__ = [
+    "SAMPLE",
+    "SAMPLE_FOV_DEG",
+    "bench_capture",
+    "bench_detnet",
+    "capture_sample",
+    "cmd_demo",
+    "run_demo",
+]
 
 SAMPLE = "samples/walk_wave.mp4"
 SAMPLE_TRUTH = "samples/walk_wave.npz"
@@ -240,3 +248,47 @@ def cmd_demo(
     print(f"rendered {len(paths) - 1} views of {len(paths) // 2} poses to {Path(out)}/bodymodel/")
     print(f"overview: {paths[-1]}")
     return code
+
+
+def bench_detnet(
+    preset: str,
+    weights: str | None,
+    device: Any,
+    n: int,
+    threads: int | None,
+    half: bool,
+    as_json: bool,
+) -> int:
+    """``fullcap bench detnet``: DetNet's time per frame at batch 1 on the first frame of the
+    bundled sample (640x480), person box from its ground truth."""
+    import numpy as np
+    import torch
+
+    from fullcap.assets import asset_path
+    from fullcap.capture.bench import bench_detnet as run
+    from fullcap.capture.bench import cpu_name, load_frames
+    from fullcap.capture.detector import square_box
+    from fullcap.eval.clip import load_truth
+
+    if n < 1:
+        raise CliError(f"-n must be at least 1, got {n}")
+    if half and torch.device(device).type != "cuda":
+        raise CliError("--half needs --device cuda (float16 on the CPU is slower, not faster)")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    frames, _ = load_frames(str(asset_path(SAMPLE)), max_frames=1)
+    uv = load_truth(asset_path(SAMPLE_TRUTH))["body_uv"][0]
+    box = square_box(np.concatenate([uv.min(0), uv.max(0)]), 1.25)
+    r = run(frames[0], box, preset, weights, str(device), n=n, half=half)
+    r |= {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "device": str(device)}
+    if as_json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(
+        f"DetNet {r['preset']} ({r['params_m']:.1f} M parameters, "
+        f"{'trained' if r['trained'] else 'untrained'}{', fp16' if r['half'] else ''}) "
+        f"on {r['device']} ({r['cpu']}, {r['torch_threads']} threads): body + 2 hands + face "
+        f"per frame: mean {r['mean_ms']:.1f} ms, median {r['median_ms']:.1f} ms, "
+        f"p90 {r['p90_ms']:.1f} ms ({r['fps']:.0f} frames/s)"
+    )
+    return 0
