@@ -28,6 +28,7 @@ import torch.utils.data
 
 from fullcap.data.detnet_batches import DetNetBatch, build_sample, collate
 from fullcap.data.heads import GROUP_COUNTS, SourceSpec, get_spec
+from fullcap.data.workers import init_worker
 from fullcap.models.detnet import DetNetConfig
 from fullcap.synth.shards import INDEX, Augment, ShardDataset
 
@@ -212,10 +213,6 @@ class MixerStream(torch.utils.data.IterableDataset):
             step += nw
 
 
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)
-
-
 def make_loader(
     mixer: Mixer, start: int = 0, workers: int = 1, stop: int | None = None
 ) -> torch.utils.data.DataLoader | MixerStream:
@@ -229,5 +226,5 @@ def make_loader(
         batch_size=None,
         num_workers=workers,
         prefetch_factor=2,
-        worker_init_fn=_worker_init,
+        worker_init_fn=init_worker,
     )

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from fullcap.data.workers import init_worker
 from fullcap.face.render import (
     FaceRasterizer,
     form_image,
@@ -161,7 +162,9 @@ def _loader(data: FaceData, tc: FaceTrainConfig, start: int, workers: int):
     if workers == 0:
         return iter(ds)
     return iter(
-        torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=2)
+        torch.utils.data.DataLoader(
+            ds, batch_size=None, num_workers=workers, prefetch_factor=2, worker_init_fn=init_worker
+        )
     )
 
 

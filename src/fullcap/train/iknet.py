@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from fullcap.bodymodel.model import BodyModel
+from fullcap.data.workers import init_worker
 from fullcap.models.iknet import IKNet, IKNetConfig, IKOutput, preset
 from fullcap.train.checkpoint import Ledger, load_checkpoint, save_checkpoint
 from fullcap.train.ik_data import IKBatch, IKData, normalise
@@ -212,5 +213,10 @@ def _loader(config: IKNetConfig, tc: IKTrainConfig, start: int, workers: int):
     if workers == 0:
         return ds
     return torch.utils.data.DataLoader(
-        ds, batch_size=None, num_workers=workers, prefetch_factor=4, persistent_workers=False
+        ds,
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4,
+        persistent_workers=False,
+        worker_init_fn=init_worker,
     )
