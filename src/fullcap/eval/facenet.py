@@ -46,10 +46,12 @@ def landmark_errors(
     pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample mean landmark error (B,) in pixels and divided by the inter-ocular distance
-    (outer eye corners of ``target``). pred, target: (B, 68, 2); weight: (B, 68) or None."""
+    (outer eye corners of ``target``). pred, target: (B, 68, 2); weight: (B, 68) or None.
+    Samples without landmark labels (all weights zero, e.g. a folder of crops) get NaN."""
     d = (pred - target).norm(dim=-1)
     w = torch.ones_like(d) if weight is None else weight.to(d.dtype)
     px = (d * w).sum(1) / w.sum(1).clamp_min(1.0)
+    px = torch.where(w.sum(1) > 0, px, torch.full_like(px, float("nan")))
     iod = (target[:, EYE_OUTER[0]] - target[:, EYE_OUTER[1]]).norm(dim=-1)
     return px, px / iod.clamp_min(1e-6)
 
@@ -131,7 +133,7 @@ def evaluate(
         K, image, part = batch["K"], batch["image"], batch["part"]
         out = net(image, K)
         img = form_image(fm, out.params, K, out.vertices)
-        px, iod = landmark_errors(out.landmarks_uv, batch["landmarks"])
+        px, iod = landmark_errors(out.landmarks_uv, batch["landmarks"], batch["landmark_weight"])
         add(rows, "landmark_px", px)
         add(rows, "landmark_iod", iod)
         e, e_all, _ = photometric_errors(rast, img.vertices, fm.faces, K, img.colors, image, part)
@@ -163,7 +165,12 @@ def evaluate(
     net.train(was_training)
 
     def summary(d: dict[str, list[np.ndarray]]) -> dict[str, float]:
-        return {k: float(np.nanmean(np.concatenate(v))) for k, v in d.items()}
+        out = {}
+        for k, v in d.items():
+            a = np.concatenate(v)
+            if np.isfinite(a).any():  # e.g. no landmark error for unlabelled crops
+                out[k] = float(np.nanmean(a))
+        return out
 
     report = {"samples": n, "facenet": summary(rows), "truth": summary(truth_rows)}
     if true_e:
