@@ -159,6 +159,39 @@ def test_glb_round_trip_sizes_and_skinning(model, clip, tmp_path):
         assert err.mean() < 5e-4 and err.max() < 0.03, (err.mean(), err.max())
 
 
+def test_glb_loads_in_gltf_libraries(model, clip, tmp_path):
+    """Independent readers: pygltflib (the glTF 2.0 schema as dataclasses) and trimesh (loads
+    the geometry as a scene)."""
+    import pygltflib  # [dev] extra
+    import trimesh  # installed with Anny by scripts/setup.sh test
+    path = write_glb(tmp_path / "lib.glb", model, _params(clip, expression=True), clip.times)
+    g = pygltflib.GLTF2().load(str(path))
+    assert g.asset.version == "2.0" and len(g.meshes) == 1 and len(g.skins) == 1
+    blob = g.binary_blob()
+    assert blob is not None and len(blob) >= sum(v.byteLength for v in g.bufferViews)
+    width = {"SCALAR": 1, "VEC3": 3, "VEC4": 4, "MAT4": 16}
+    size = {5126: 4, 5125: 4, 5123: 2, 5121: 1}
+    for acc in g.accessors:  # every accessor fits its buffer view(s)
+        if acc.bufferView is None:  # a sparse accessor (morph targets): zeros + sparse values
+            sp = acc.sparse
+            assert sp is not None and 0 < sp.count <= acc.count
+            idx, val = g.bufferViews[sp.indices.bufferView], g.bufferViews[sp.values.bufferView]
+            assert sp.count * size[sp.indices.componentType] <= idx.byteLength
+            assert sp.count * width[acc.type] * size[acc.componentType] <= val.byteLength
+            continue
+        view = g.bufferViews[acc.bufferView]
+        n_bytes = acc.count * width[acc.type] * size[acc.componentType]
+        assert (acc.byteOffset or 0) + n_bytes <= view.byteLength
+    nodes = set(range(len(g.nodes)))
+    assert set(g.skins[0].joints) <= nodes
+    for ch in g.animations[0].channels:
+        assert ch.target.node in nodes and ch.target.path in ("rotation", "translation", "weights")
+    scene = trimesh.load(str(path), force="scene")
+    (mesh,) = scene.geometry.values()
+    assert len(mesh.vertices) == len(model.template_vertices)
+    assert len(mesh.faces) == len(model.faces)
+
+
 def test_glb_without_expressions_and_bad_file(model, clip, tmp_path):
     glb = read_glb(write_glb(tmp_path / "b.glb", model, _params(clip), clip.times))
     assert "targets" not in glb.doc["meshes"][0]["primitives"][0]
