@@ -88,6 +88,28 @@ def test_bvh_round_trip_reproduces_joints(model, clip, tmp_path):
     np.testing.assert_allclose(got, want, atol=2e-5)  # 0.02 mm
 
 
+def test_bvh_reads_in_an_independent_parser(model, clip, tmp_path):
+    """The `bvh` package (PyPI, dev extra) agrees with our file: joints, parents, channels,
+    offsets, frames and values."""
+    from bvh import Bvh
+
+    params = _params(clip)
+    path = write_bvh(tmp_path / "i.bvh", model, params, clip.times)
+    ours = read_bvh(path)
+    theirs = Bvh(path.read_text())
+    names = theirs.get_joints_names()
+    assert names == ours.names and theirs.nframes == len(clip.times)
+    assert theirs.frame_time == pytest.approx(ours.frame_time)
+    for i, name in enumerate(names[1:], start=1):
+        assert theirs.joint_parent(name).name == ours.names[ours.parents[i]]
+        np.testing.assert_allclose(theirs.joint_offset(name), ours.offsets[i], atol=1e-4)
+    chans = theirs.joint_channels(names[0])
+    assert chans == ["Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation"]
+    got = np.array(theirs.frames_joint_channels(names[5], ["Zrotation", "Xrotation", "Yrotation"]))
+    k = sum(len(c) for c in ours.channels[:5])
+    np.testing.assert_allclose(got, ours.motion[:, k : k + 3], atol=1e-4)
+
+
 def test_bvh_holds_missing_frames_and_rejects_garbage(model, clip, tmp_path):
     params = _params(clip)
     frames = [None, params[1], None, params[3]]
@@ -164,6 +186,7 @@ def test_glb_loads_in_gltf_libraries(model, clip, tmp_path):
     the geometry as a scene)."""
     import pygltflib  # [dev] extra
     import trimesh  # installed with Anny by scripts/setup.sh test
+
     path = write_glb(tmp_path / "lib.glb", model, _params(clip, expression=True), clip.times)
     g = pygltflib.GLTF2().load(str(path))
     assert g.asset.version == "2.0" and len(g.meshes) == 1 and len(g.skins) == 1
