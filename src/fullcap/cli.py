@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Gaussians'); may change when resuming",
     )
     p.add_argument("--lr", type=float, help="set the learning rate now (e.g. when resuming)")
+    p = tsub.add_parser("detnet-export", parents=[verbose], help="checkpoint -> float16 weights")
+    p.add_argument("checkpoint", help="a run's last.pt")
+    p.add_argument("out", help="weights file (.safetensors)")
     p = tsub.add_parser("detnet-data", parents=[verbose], help="render DetNet training shards")
     p.add_argument("out", help="folder: OUT/<source>/train and OUT/<source>/val")
     p.add_argument("--sources", nargs="*", help="default: all six")
@@ -341,8 +344,11 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return cmd_train_iknet(
                 args.part, args.out, args.steps, args.batch_size, args.seed, args.workers
             )
-        if args.train_command in ("detnet", "detnet-data"):
+        if args.train_command in ("detnet", "detnet-data", "detnet-export"):
             from fullcap.commands import detnet
+
+            if args.train_command == "detnet-export":
+                return detnet.export(args.checkpoint, args.out)
 
             if args.train_command == "detnet-data":
                 return detnet.data(
