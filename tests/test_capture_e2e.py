@@ -19,11 +19,12 @@ from fullcap.export.jsonl import read_jsonl
 torch.set_num_threads(1)
 FRAMES = 30
 
-# Bounds: the shipped weights' figures on the first 30 frames (see the model card), loosened.
-MAX_BODY_ERR2D_PX = 25.0
-MIN_BODY_PCK2D = 0.5
-MAX_BODY_PA_MPJPE_MM = 150.0
-MAX_FACE_ERR2D_PX = 4.0
+# Bounds: the shipped weights measured 14.4 px, 0.66, 86 mm and 1.31 px on these 30 frames
+# (see docs/model_cards/detnet_lite.md); the bounds leave about a third for other CPUs/torch.
+MAX_BODY_ERR2D_PX = 20.0
+MIN_BODY_PCK2D = 0.55
+MAX_BODY_PA_MPJPE_MM = 115.0
+MAX_FACE_ERR2D_PX = 2.0
 
 
 @pytest.fixture(scope="module")

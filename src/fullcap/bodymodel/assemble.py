@@ -37,9 +37,14 @@ def _min_rotation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return roma.rotvec_to_rotmat(unit * angle)
 
 
-def forearm_axis(model: BodyModel, betas: torch.Tensor | None, side: str) -> torch.Tensor:
-    """Unit forearm direction (B, 3) in the reference pose, from the twist bone to the wrist."""
-    joints = model(betas=betas, return_vertices=False).joints
+def forearm_axis(
+    model: BodyModel, betas: torch.Tensor | None, side: str, joints: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Unit forearm direction (B, 3) in the reference pose, from the twist bone to the wrist.
+    ``joints``: the model's joints for ``betas`` in the reference pose, when already at hand
+    (``model(betas=betas, return_vertices=False).joints``; one forward serves both sides)."""
+    if joints is None:
+        joints = model(betas=betas, return_vertices=False).joints
     i_twist = model.bone_names.index(f"lowerarm02.{side}")
     i_wrist = model.bone_names.index(f"wrist.{side}")
     axis = joints[:, i_wrist] - joints[:, i_twist]
@@ -53,6 +58,7 @@ def attach_hand(
     hand_rotation: torch.Tensor,
     side: str,
     betas: torch.Tensor | None = None,
+    rest_joints: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """New pose (B, J-1, 3, 3) whose ``side`` hand has world rotation ``hand_rotation``.
 
@@ -62,6 +68,8 @@ def attach_hand(
             frame as ``global_orient`` (e.g. camera axes).
         side: "L" or "R".
         betas: shape, for the forearm axis (None: default body).
+        rest_joints: the joints for ``betas`` in the reference pose if already computed (see
+            :func:`forearm_axis`).
     """
     if side not in ("L", "R"):
         raise ValueError(f"side must be 'L' or 'R', got {side!r}")
@@ -73,7 +81,7 @@ def attach_hand(
     world = world_rotations(full, model.parents, model._levels)
     # Wanted combined rotation below lowerarm01: A_lower @ C = hand_rotation.
     c = world[:, i_lower].transpose(-1, -2) @ hand_rotation
-    a = forearm_axis(model, betas, side).expand(c.shape[0], 3)
+    a = forearm_axis(model, betas, side, rest_joints).expand(c.shape[0], 3)
     swing = _min_rotation(a, (c @ a[..., None])[..., 0])
     twist = swing.transpose(-1, -2) @ c  # fixes a: a pure twist about the forearm
     angle = (roma.rotmat_to_rotvec(twist) * a).sum(-1)
