@@ -372,20 +372,24 @@ class Capture:
             for side, k in hands.items():
                 if k is not None and k.xyz is not None:
                     wrist, fingers = solver.hand(k.xyz, side)
-                    if f is not None:
-                        wrist = f.rotations(f"{side}/wrist", wrist, t)
-                        fingers = f.rotations(f"{side}/fingers", fingers, t)
+                    if f is not None:  # one stream: wrist and fingers together
+                        both = np.concatenate([wrist[None], fingers])
+                        both = f.rotations(f"{side}/rotations", both, t)
+                        wrist, fingers = both[0], both[1:]
                     hand_rot[side] = (wrist, fingers)
         params = mesh = None
         length = DEFAULT_HAND_LENGTH_M
         if solver is not None and solver.body_ik is not None and body.xyz is not None:
             params = solver.body(body.xyz)
             if f is not None:
+                rot = f.rotations(  # one stream: the root and every bone
+                    "rotations", np.concatenate([params.global_orient[None], params.pose]), t
+                )
                 params = replace(
                     params,
                     betas=f.points("betas", params.betas[:, None], t, slow=True)[:, 0],
-                    global_orient=f.rotations("global_orient", params.global_orient, t),
-                    pose=f.rotations("pose", params.pose, t),
+                    global_orient=rot[0],
+                    pose=rot[1:],
                 )
             expression = None if face is None else face.expression
             params = replace(solver.attach(params, hand_rot), expression=expression)
