@@ -103,7 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FOV_DEG|K.json",
         help="vertical field of view in degrees, or a JSON file with fx, fy, cx, cy or K",
     )
-    p.add_argument("--mode", choices=("auto", "image", "video"), default="auto")
+    p.add_argument(
+        "--mode",
+        choices=("auto", "image", "video"),
+        default="auto",
+        help="video: tracking and the 1-euro filter; image: every frame on its own (default: "
+        "video for videos and webcams, image for images)",
+    )
     for net in ("detnet", "body-ik", "hand-ik", "facenet"):
         p.add_argument(f"--{net}", default="auto", help="auto (packaged), a weights file, or none")
     p.add_argument("--no-smoothing", action="store_true", help="no 1-euro filter in video mode")
