@@ -279,3 +279,31 @@ def test_unwritable_out_dir_and_bad_engine_size(tmp_path, model):
         generate(blocker / "sub", "mtc_like", n=2, shard_size=2, workers=0, size=32)
     with pytest.raises(ValueError, match="size"):
         SynthEngine("mtc_like", seed=0, size=-3, model=model)
+
+
+def test_webcam_faces_are_frontal_and_fill_the_image(model):
+    """webcam_face_like: face shots, the face box filling a good part of the image, both eyes
+    in view, and less off-frontal than face_like on average."""
+    from fullcap.skeletons import FACE68
+
+    def stats(source: str) -> tuple[float, float]:
+        eng = SynthEngine(source, seed=4, size=96, model=model)
+        fills, asym = [], []
+        for s in eng.render(range(12)):
+            lab = s.labels
+            box = lab["boxes"][3]
+            fills.append((box[2] - box[0]) / 96)
+            uv = lab["kp2d/face68"]
+            nose, jl, jr = (
+                uv[FACE68.index("face30")],
+                uv[FACE68.index("face00")],
+                uv[FACE68.index("face16")],
+            )
+            # yaw proxy: how far the nose tip sits from the middle of the jaw ends
+            asym.append(abs(nose[0] - (jl[0] + jr[0]) / 2) / max(abs(jr[0] - jl[0]), 1e-6))
+        return float(np.mean(fills)), float(np.mean(asym))
+
+    fill, yaw = stats("webcam_face_like")
+    _, yaw_wild = stats("face_like")
+    assert fill > 0.25
+    assert yaw < yaw_wild
