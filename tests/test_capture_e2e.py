@@ -19,11 +19,11 @@ from fullcap.export.jsonl import read_jsonl
 torch.set_num_threads(1)
 FRAMES = 30
 
-# Bounds: the shipped weights measured 14.4 px, 0.66, 86 mm and 1.31 px on these 30 frames
+# Bounds: the shipped weights measured 9.8 px, 0.77, 67 mm and 1.3 px on these 30 frames
 # (see docs/model_cards/detnet_lite.md); the bounds leave about a third for other CPUs/torch.
-MAX_BODY_ERR2D_PX = 20.0
-MIN_BODY_PCK2D = 0.55
-MAX_BODY_PA_MPJPE_MM = 115.0
+MAX_BODY_ERR2D_PX = 14.0
+MIN_BODY_PCK2D = 0.65
+MAX_BODY_PA_MPJPE_MM = 90.0
 MAX_FACE_ERR2D_PX = 2.0
 
 
