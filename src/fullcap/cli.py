@@ -402,14 +402,14 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
             return facenet.bench(args.weights, args.n, args.threads, args.json)
         if args.bench_command == "detnet":
-            from fullcap.commands.demo import bench_detnet
+            from fullcap.commands.bench import bench_detnet
 
             return bench_detnet(
                 args.preset, args.weights, resolve_device(args.device), args.n, args.threads,
                 args.half, args.json,
             )  # fmt: skip
         if args.bench_command == "capture":
-            from fullcap.commands.demo import bench_capture
+            from fullcap.commands.bench import bench_capture
 
             return bench_capture(
                 args.input, resolve_device(args.device), args.threads, args.warmup, args.frames,

@@ -58,7 +58,6 @@ class _Timed:
 
     def __init__(self, fn: Callable, name: str, sink: dict[str, float]):
         self.fn, self.name, self.sink = fn, name, sink
-        self.__dict__.update({k: v for k, v in vars(fn).items() if k == "parts"})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()

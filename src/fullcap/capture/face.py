@@ -10,10 +10,10 @@ camera).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
+from fullcap.models.crops import crop
 from fullcap.types import FaceResult, Keypoints
 
 __all__ = ["FaceNetEstimator", "face_crop"]
@@ -26,22 +26,19 @@ def face_crop(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(crop (size, size, 3) uint8, crop box (4,) image pixels, crop intrinsics (3, 3)).
 
-    Pixel corners at integers, as everywhere in fullcap; outside the image is black.
+    Pixel corners at integers, as everywhere in fullcap; outside the image is black
+    (:func:`fullcap.models.crops.crop`, bilinear like the training crops).
     """
     lo, hi = landmarks_uv.min(0), landmarks_uv.max(0)
     side = max(float(margin * (hi - lo).max()), 4.0)
     centre = (lo + hi) / 2
-    s = size / side
-    A = np.array([[s, 0.0, size / 2 - s * centre[0]], [0.0, s, size / 2 - s * centre[1]]])
-    M = A.copy()  # corner convention -> OpenCV's pixel-centre convention
-    M[:, 2] += A[:, :2] @ np.array([0.5, 0.5]) - 0.5
-    crop = cv2.warpAffine(
-        image, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-    )
-    Kc = np.array([[s * K[0, 0], s * K[0, 1], 0.0], [0.0, s * K[1, 1], 0.0], [0.0, 0.0, 1.0]])
-    Kc[:2, 2] = A[:, :2] @ K[:2, 2] + A[:, 2]
     box = np.concatenate([centre - side / 2, centre + side / 2]).astype(np.float32)
-    return crop, box, Kc
+    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    out = crop(img, torch.from_numpy(box)[None], size)[0].permute(1, 2, 0).numpy()
+    s = size / side
+    Kc = np.array([[s * K[0, 0], s * K[0, 1], 0.0], [0.0, s * K[1, 1], 0.0], [0.0, 0.0, 1.0]])
+    Kc[:2, 2] = s * (K[:2, 2] - box[:2])
+    return out, box, Kc
 
 
 class FaceNetEstimator:

@@ -219,6 +219,7 @@ def _render_synth(
     lrgb = torch.from_numpy(light.light_rgb).float()[None]
     albedo = app_model.albedo_tensor([app])
     faces_t = model.faces.long()
+    faces = model.faces.numpy()
     tint = np.clip(light.sh[0] / max(light.sh[0].mean(), 1e-6), 0.7, 1.3) ** (1 / 2.2)
     bg = background(rng, (h, w), K, R, cam_t, scene, tint)
     frames, gain = [], None
@@ -232,7 +233,7 @@ def _render_synth(
                 level = (irr.mean(-1) * front).sum() / front.sum().clamp_min(1.0)
                 gain = 0.85 / float(level.clamp_min(1e-3))
             colors = (albedo * irr * gain).clamp(0, 1).pow(1 / 2.2)[0].numpy()
-            img = r.render(v, model.faces.numpy(), K, colors, ambient=1.0, background=bg).rgb
+            img = r.render(v, faces, K, colors, ambient=1.0, background=bg).rgb
             frames.append(img)
     return np.stack(frames)
 
