@@ -201,7 +201,8 @@ def test_mesh_changes_between_calls(renderer):
 
 
 def test_torch_inputs(renderer):
-    torch = pytest.importorskip("torch")
+    import torch
+
     a = renderer.render(torch.tensor(SQUARE), torch.tensor(SQUARE_FACES), torch.tensor(K))
     b = renderer.render(SQUARE, SQUARE_FACES, K)
     np.testing.assert_array_equal(a.triangle_id, b.triangle_id)
@@ -238,7 +239,8 @@ def test_render_unavailable_explains_fix(monkeypatch, cause):
     if cause == "no-moderngl":
         monkeypatch.setitem(sys.modules, "moderngl", None)  # makes `import moderngl` fail
     else:
-        moderngl = pytest.importorskip("moderngl")
+        import moderngl  # [render] extra, installed by `make test`
+
         monkeypatch.setattr(moderngl, "create_standalone_context", _no_egl)
     with pytest.raises(RenderUnavailable) as info:
         render_gl._create_context()

@@ -25,8 +25,6 @@ from fullcap.synth.shards import (
 )
 from fullcap.synth.sources import get_source
 
-pytest.importorskip("moderngl")
-
 
 @pytest.fixture(scope="module")
 def model() -> BodyModel:
