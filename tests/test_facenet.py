@@ -360,3 +360,21 @@ def test_evaluation_reports_table2_metrics(face, shards, bm):
     assert 0 <= report["truth"]["photometric_px"] < 0.5
     sheet = overlay_sheet(small_net(fm), data, [0, 1], scale=2)
     assert sheet.shape == (2 * 2 * S, 3 * 2 * S, 3) and sheet.dtype == np.uint8
+
+
+def test_expression_report_scores_visible_actions_against_neutral():
+    from fullcap.eval.facenet import expression_report
+    from fullcap.synth.samplers import ARKIT_NAMES, ExpressionStyle, sample_expression
+
+    style = ExpressionStyle(neutral_prob=0.1, max_actions=2, level=(0.4, 1.0), visible_only=True)
+    true = sample_expression(500, torch.Generator().manual_seed(1), None, style)
+    exact = expression_report(true, true, ARKIT_NAMES)
+    assert exact["corr_visible"] == pytest.approx(1.0) and exact["mae_strong"] == 0.0
+    neutral = expression_report(torch.zeros_like(true), true, ARKIT_NAMES)
+    assert math.isnan(neutral["corr_visible"])  # a constant answer correlates with nothing
+    assert neutral["mae_strong"] == pytest.approx(neutral["mae_strong_zeros"])
+    assert neutral["mae_strong_zeros"] >= 0.4  # visible actions are drawn at 0.4 or more
+    noisy = true + 0.1 * torch.randn(true.shape, generator=torch.Generator().manual_seed(2))
+    report = expression_report(noisy.clamp(0, 1), true, ARKIT_NAMES)
+    assert 0.5 < report["corr_visible"] < 1.0
+    assert report["mae_strong"] < 0.2 * report["mae_strong_zeros"]

@@ -15,6 +15,7 @@ from fullcap.synth.joint_limits import JointLimits, clamp_to_limits, mirror_pose
 from fullcap.synth.poses import ARCHETYPES, BodyPosePrior, sample_body_pose
 from fullcap.synth.samplers import (
     ARKIT_NAMES,
+    ExpressionStyle,
     ParamSampler,
     SampleParams,
     remove_yaw,
@@ -220,6 +221,25 @@ def test_expressions(model):
     pair = (expr[:, col["mouthSmileLeft"]] > 0) | (expr[:, col["mouthSmileRight"]] > 0)
     both_sides = (expr[:, col["mouthSmileLeft"]] > 0) & (expr[:, col["mouthSmileRight"]] > 0)
     assert both_sides.sum() > 0.6 * pair.sum()  # symmetric pairs usually move together
+
+
+def test_expression_style_visible_only():
+    """The expression-focused style draws only the visible actions, strongly, and more often
+    than the broad default (jawOpen above 0.4 at least 1.5x as often)."""
+    style = ExpressionStyle(neutral_prob=0.1, max_actions=2, level=(0.4, 1.0), visible_only=True)
+    expr = sample_expression(4000, torch.Generator().manual_seed(3), None, style)
+    broad = sample_expression(4000, torch.Generator().manual_seed(3))
+    col = {n: i for i, n in enumerate(ARKIT_NAMES)}
+    for name in ("tongueOut", "jawForward", "mouthDimpleLeft", "mouthRollUpper"):
+        assert (expr[:, col[name]] == 0).all() and (broad[:, col[name]] > 0).any()
+    base = [i for n, i in col.items() if not n.startswith(("eyeLook", "eyeBlink"))]
+    active = expr[:, base] > 0
+    assert 0.05 < (~active.any(1)).float().mean() < 0.16  # neutral ~10 %
+    # every drawn single action is at 0.4 or more (composites scale their parts)
+    jaw = expr[:, col["jawOpen"]]
+    assert (jaw > 0.4).float().mean() > 1.5 * (broad[:, col["jawOpen"]] > 0.4).float().mean()
+    with pytest.raises(ValueError, match="level"):
+        ExpressionStyle(level=(0.8, 0.2))
 
 
 def test_gaze_converges(model, params):

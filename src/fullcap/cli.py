@@ -23,6 +23,7 @@ SYNTH_SOURCES = (
     "hand_like",
     "face_like",
     "webcam_face_like",
+    "expression_face_like",
 )
 
 __all__ = ["CliError", "build_parser", "main", "resolve_device"]

@@ -27,6 +27,7 @@ import torch
 
 from fullcap.face.render import FaceRasterizer, form_image, sample_image
 from fullcap.models.facenet import FaceNet
+from fullcap.synth.samplers import visible_action_names
 from fullcap.synth.scene import vertex_normals
 
 __all__ = [
@@ -188,7 +189,9 @@ def expression_report(
 ) -> dict[str, float]:
     """Expression accuracy against the baselines a network must beat: MAE of the network,
     of always predicting zeros (neutral) and of always predicting the mean; Pearson
-    correlation per action (mean over actions that vary, and a few named ones)."""
+    correlation per action (mean over actions that vary, over the visible ones
+    (:func:`fullcap.synth.samplers.visible_action_names`), and a few named ones); MAE where a
+    visible action is clearly on (truth >= 0.3) beside answering neutral there."""
     p, t = pred.double(), true.double()
     out = {
         "mae": float((p - t).abs().mean()),
@@ -200,6 +203,15 @@ def expression_report(
     corr = (pc * tc).sum(0) / denom
     varies = (t.std(0) > 1e-3) & (p.std(0) > 1e-6)
     out["corr_mean"] = float(corr[varies].mean()) if varies.any() else float("nan")
+    # the actions a 64-pixel crop shows (jaw, smile, brows, lips, blinks): mean correlation,
+    # and the error where they are clearly on (truth >= 0.3) against answering neutral there
+    vis = torch.tensor([n in set(visible_action_names()) for n in names])
+    sel = vis & varies
+    out["corr_visible"] = float(corr[sel].mean()) if sel.any() else float("nan")
+    strong = (t >= 0.3) & vis
+    if strong.any():
+        out["mae_strong"] = float((p - t).abs()[strong].mean())
+        out["mae_strong_zeros"] = float(t[strong].mean())
     for k in EXPRESSION_KEYS:
         if k in names:
             i = list(names).index(k)

@@ -143,7 +143,11 @@ class SynthEngine:
         if sampler is None:
             from fullcap.synth.samplers import ParamSampler
 
-            sampler = ParamSampler(self.model, adult_fraction=self.source.adult_fraction).sample
+            sampler = ParamSampler(
+                self.model,
+                adult_fraction=self.source.adult_fraction,
+                expression=self.source.expression,
+            ).sample
         self.sampler = sampler
         self._key = zlib.crc32(self.source.name.encode())
         self.appearance = AppearanceModel(self.model)
@@ -485,9 +489,12 @@ class SynthEngine:
         z = v_cam[:, 2]
         front = z > near
         all_front = bool(front.all())
-        # Vertex pixels; the cameras here have no skew, so u depends on x / z only.
-        u = v_cam[:, 0] / z * np.float32(K[0, 0]) + np.float32(K[0, 2])
-        v = v_cam[:, 1] / z * np.float32(K[1, 1]) + np.float32(K[1, 2])
+        # Vertex pixels; the cameras here have no skew, so u depends on x / z only. Vertices
+        # at or behind the camera (a body behind a face close-up's camera) divide by zero:
+        # they are never used (``front`` selects), so their inf / nan stays silent.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = v_cam[:, 0] / z * np.float32(K[0, 0]) + np.float32(K[0, 2])
+            v = v_cam[:, 1] / z * np.float32(K[1, 1]) + np.float32(K[1, 2])
         for k, ids in enumerate(self._box_vertices):
             if k == 3 and "face68" in self._slices:
                 o = self._slices["face68"]

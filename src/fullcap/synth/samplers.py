@@ -22,7 +22,15 @@ from fullcap.synth.poses import BodyPosePrior
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ARKIT_NAMES", "ParamSampler", "SampleParams", "remove_yaw", "sample_expression"]
+__all__ = [
+    "ARKIT_NAMES",
+    "ExpressionStyle",
+    "ParamSampler",
+    "SampleParams",
+    "remove_yaw",
+    "sample_expression",
+    "visible_action_names",
+]
 
 # fmt: off
 _ARKIT_BASES = [
@@ -63,23 +71,75 @@ _COMPOSITE: dict[str, tuple[dict[str, float], float]] = {
     "talk_u": ({"mouthPucker": 0.7, "jawOpen": 0.05}, 1.0),
 }
 _ONE_SIDED = [("jawLeft", "jawRight"), ("mouthLeft", "mouthRight")]  # never both
+# Actions that change a 64-pixel face crop clearly at intensity >= 0.4 (the rest move a few
+# vertices by a millimetre or two, or hide inside the mouth): what an expression-focused
+# source draws, with these sampling weights (jaw, smile and brows most, as in speech and
+# emotion; composites by their name in _COMPOSITE, one-sided pairs by their left name).
+VISIBLE_ACTIONS: dict[str, float] = {
+    "jawOpen": 6.0, "mouthSmile": 4.0, "browInnerUp": 2.0, "browDown": 2.0,
+    "browOuterUp": 1.5, "eyeWide": 1.5, "eyeSquint": 1.0, "mouthFrown": 1.5,
+    "mouthPucker": 2.0, "mouthFunnel": 2.0, "mouthStretch": 1.5, "mouthPress": 1.0,
+    "mouthUpperUp": 1.0, "mouthLowerDown": 1.0, "mouthRollLower": 1.0, "cheekPuff": 1.0,
+    "noseSneer": 1.0, "cheekSquint": 1.0, "mouthLeft": 1.0, "jawLeft": 0.7,
+    "joy": 3.0, "surprise": 2.0, "anger": 1.5, "sadness": 1.5, "disgust": 1.0, "fear": 1.0,
+    "talk_a": 2.0, "talk_o": 1.5, "talk_u": 1.5,
+}  # fmt: skip
 
 
-def _action_tables(names: list[str]):
+def visible_action_names() -> list[str]:
+    """The ARKit names (both sides of pairs) of :data:`VISIBLE_ACTIONS`' single actions and
+    the blinks: the actions an expression metric should be judged on."""
+    paired = set(_PAIRED) | {"eyeBlink"}
+    bases = [b for b in VISIBLE_ACTIONS if b not in _COMPOSITE] + ["eyeBlink"]
+    out = [n for b in bases for n in ((b + "Left", b + "Right") if b in paired else (b,))]
+    out += [right for left, right in _ONE_SIDED if left in VISIBLE_ACTIONS]
+    return [n for n in ARKIT_NAMES if n in out]
+
+
+@dataclass(frozen=True)
+class ExpressionStyle:
+    """How a source draws facial expressions (:func:`sample_expression`).
+
+    The default is the broad mix every body source uses: 1-5 of all actions, often subtle.
+    ``visible_only`` restricts the draw to :data:`VISIBLE_ACTIONS` (an expression-focused
+    source for FaceNet: with 1-5 of 52 actions at random most crops show nothing a 64-pixel
+    crop can resolve, and the network never learns the actions that do show).
+    """
+
+    neutral_prob: float = 0.2
+    max_actions: int = 5
+    level: tuple[float, float] = (0.25, 1.0)  # intensity range of each drawn action
+    blink_prob: float = 0.10  # both eyes; one eye (a wink) 0.3 x this on top
+    visible_only: bool = False
+
+    def __post_init__(self) -> None:
+        lo, hi = self.level
+        if not (0.0 <= self.neutral_prob <= 1.0 and 0.0 <= self.blink_prob <= 1.0):
+            raise ValueError("ExpressionStyle: probabilities must be in [0, 1]")
+        if self.max_actions < 1 or not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError("ExpressionStyle: max_actions >= 1 and 0 <= level[0] <= level[1] <= 1")
+
+
+def _action_tables(names: list[str], visible_only: bool = False):
     """Action matrices: centre (A, E), left (A, E), right (A, E), one-sided (A,), weight (A,)."""
     col = {n: i for i, n in enumerate(names)}
     rows: list[tuple[dict[str, float], dict[str, float], dict[str, float], bool, float]] = []
+
+    def weight(key: str, default: float) -> float:
+        return VISIBLE_ACTIONS.get(key, 0.0) if visible_only else default
+
     for base in _PAIRED:
-        rows.append(({}, {base + "Left": 1.0}, {base + "Right": 1.0}, False, 1.0))
+        rows.append(({}, {base + "Left": 1.0}, {base + "Right": 1.0}, False, weight(base, 1.0)))
     for base in _CENTRE:
-        rows.append(({base: 1.0}, {}, {}, False, 0.3 if base == "tongueOut" else 1.0))
+        w = weight(base, 0.3 if base == "tongueOut" else 1.0)
+        rows.append(({base: 1.0}, {}, {}, False, w))
     for left, right in _ONE_SIDED:
-        rows.append(({}, {left: 1.0}, {right: 1.0}, True, 0.7))
-    for parts, weight in _COMPOSITE.values():
-        c = {k: w for k, w in parts.items() if k in col}
-        lft = {k + "Left": w for k, w in parts.items() if k not in col}
-        rgt = {k + "Right": w for k, w in parts.items() if k not in col}
-        rows.append((c, lft, rgt, False, weight))
+        rows.append(({}, {left: 1.0}, {right: 1.0}, True, weight(left, 0.7)))
+    for key, (parts, w) in _COMPOSITE.items():
+        c = {k: v for k, v in parts.items() if k in col}
+        lft = {k + "Left": v for k, v in parts.items() if k not in col}
+        rgt = {k + "Right": v for k, v in parts.items() if k not in col}
+        rows.append((c, lft, rgt, False, weight(key, w)))
     mats = torch.zeros(3, len(rows), len(names))
     for a, row in enumerate(rows):
         for m in range(3):
@@ -94,27 +154,28 @@ def sample_expression(
     n: int,
     generator: torch.Generator,
     names: list[str] | None = None,
-    neutral_prob: float = 0.2,
-    max_actions: int = 5,
+    style: ExpressionStyle | None = None,
 ) -> torch.Tensor:
     """Sparse ARKit expressions (n, 52) in [0, 1], columns in ``names`` order (default
     :data:`ARKIT_NAMES`, the body model's order).
 
-    Neutral with probability ``neutral_prob``, else 1..``max_actions`` actions (single
-    blendshapes, left/right pairs moved together 80 % of the time, or composites such as joy
-    or talking) with intensities U(0.25, 1), combined by maximum. jawLeft/jawRight and
+    With the default :class:`ExpressionStyle`: neutral with probability 0.2, else 1..5 actions
+    (single blendshapes, left/right pairs moved together 80 % of the time, or composites such
+    as joy or talking) with intensities U(0.25, 1), combined by maximum. jawLeft/jawRight and
     mouthLeft/mouthRight are never both set; mouthClose <= jawOpen; tongueOut opens the jaw.
     Eye blinks (both eyes 10 %, one eye 3 %) come on top; eyeLook* stay 0 (gaze sets them).
     """
     names = list(names or ARKIT_NAMES)
+    style = style or ExpressionStyle()
     g = generator
-    centre, left, right, one_sided, weights = _action_tables(names)
-    k = max_actions
+    centre, left, right, one_sided, weights = _action_tables(names, style.visible_only)
+    k = min(style.max_actions, int((weights > 0).sum()))
     count = torch.randint(1, k + 1, (n,), generator=g)
-    count = torch.where(torch.rand(n, generator=g) < neutral_prob, 0, count)
+    count = torch.where(torch.rand(n, generator=g) < style.neutral_prob, 0, count)
     actions = torch.multinomial(weights.expand(n, -1), k, replacement=False, generator=g)
     active = torch.arange(k)[None] < count[:, None]  # (n, k)
-    level = 0.25 + 0.75 * torch.rand(n, k, generator=g)
+    lo, hi = style.level
+    level = lo + (hi - lo) * torch.rand(n, k, generator=g)
     # side multipliers: symmetric (+-10 %) or one side weaker; one-sided actions pick a side
     sym = torch.rand(n, k, generator=g) < 0.8
     weak = 0.4 * torch.rand(n, k, generator=g)
@@ -143,7 +204,7 @@ def sample_expression(
     amount = 0.5 + 0.5 * torch.rand(n, generator=g)
     wink_left = torch.rand(n, generator=g) < 0.5
     for side, wink in (("Left", wink_left), ("Right", ~wink_left)):
-        on = (u < 0.10) | ((u < 0.13) & wink)
+        on = (u < style.blink_prob) | ((u < 1.3 * style.blink_prob) & wink)
         if f"eyeBlink{side}" in col:
             expr[:, col[f"eyeBlink{side}"]] = torch.where(
                 on, amount, expr[:, col[f"eyeBlink{side}"]]
@@ -216,6 +277,7 @@ class ParamSampler:
         reject_intersections: resample poses that the capsule test finds self-intersecting.
         max_rounds: resampling rounds before keeping what remains (logged).
         head_std_deg: std of the extra (flex, twist, side) of the neck and head, degrees.
+        expression: how expressions are drawn (default: :class:`ExpressionStyle`).
     """
 
     def __init__(
@@ -225,11 +287,13 @@ class ParamSampler:
         reject_intersections: bool = True,
         max_rounds: int = 8,
         head_std_deg: tuple[float, float, float] = (8.0, 20.0, 6.0),
+        expression: ExpressionStyle | None = None,
     ) -> None:
         if not 0.0 <= adult_fraction <= 1.0:
             raise ValueError(f"adult_fraction must be in [0, 1], got {adult_fraction}")
         self.model = model
         self.adult_fraction = adult_fraction
+        self.expression_style = expression or ExpressionStyle()
         self.reject_intersections = reject_intersections
         self.max_rounds = max_rounds
         self.limits = JointLimits.from_model(model)
@@ -353,7 +417,7 @@ class ParamSampler:
         pose[:, self.eye_bones] = eyes
         pose = self.limits.clamp(pose)
         global_orient = sample_global_orient(n, g)
-        expr = sample_expression(n, g, self.expression_names)
+        expr = sample_expression(n, g, self.expression_names, self.expression_style)
         expr = self._eye_expression(expr, eye_angles)
         return SampleParams(
             betas=betas,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from fullcap.synth.appearance import AppearanceStyle
 from fullcap.synth.camera import SHOTS, CameraRig
+from fullcap.synth.samplers import ExpressionStyle
 from fullcap.synth.scene import SceneStyle
 
 __all__ = ["SOURCES", "ExtendedSet", "SourceConfig", "get_source"]
@@ -169,6 +170,7 @@ class SourceConfig:
     appearance: AppearanceStyle = field(default_factory=AppearanceStyle)
     scene: SceneStyle = field(default_factory=SceneStyle)
     fixed_backgrounds: int = 0
+    expression: ExpressionStyle = field(default_factory=ExpressionStyle)
 
     def __post_init__(self) -> None:
         for s, w in self.shots:
@@ -205,6 +207,16 @@ _WEBCAM = SceneStyle(
     p_noise=0.3,
     p_downscale=0.0,
     jpeg_quality=(75, 95),
+)
+
+_WEBCAM_FACE_RIG = CameraRig(
+    kind="free",
+    fov_deg=(40.0, 70.0),
+    elevation_deg=(-10.0, 20.0),
+    roll_deg=8.0,
+    fill=(0.55, 0.8),
+    p_truncate=0.0,
+    face_azimuth_deg=15.0,
 )
 
 SOURCES: dict[str, SourceConfig] = {
@@ -284,19 +296,28 @@ SOURCES: dict[str, SourceConfig] = {
             "webcam_face_like",
             "Webcam-style face close-ups for FaceNet's expressions: mostly frontal, sharp, "
             "rarely occluded (face_like's degradations hide most expressions at 64 px)",
-            CameraRig(
-                kind="free",
-                fov_deg=(40.0, 70.0),
-                elevation_deg=(-10.0, 20.0),
-                roll_deg=8.0,
-                fill=(0.55, 0.8),
-                p_truncate=0.0,
-                face_azimuth_deg=15.0,
-            ),
+            _WEBCAM_FACE_RIG,
             (("face", 1.0),),
             ("face68",),
             extended=(FACE5,),
             scene=_WEBCAM,
+        ),
+        SourceConfig(
+            "expression_face_like",
+            "webcam_face_like with expression-focused faces for FaceNet: 1-2 clearly visible "
+            "actions (jaw, smile, brows, lips, eyes) at intensity 0.4-1, blinks 20 %",
+            _WEBCAM_FACE_RIG,
+            (("face", 1.0),),
+            ("face68",),
+            extended=(FACE5,),
+            scene=_WEBCAM,
+            expression=ExpressionStyle(
+                neutral_prob=0.1,
+                max_actions=2,
+                level=(0.4, 1.0),
+                blink_prob=0.2,
+                visible_only=True,
+            ),
         ),
     )
 }
