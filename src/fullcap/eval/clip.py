@@ -11,7 +11,9 @@ frames where the part was found (``*_found``), with how many that was:
 - ``hand_err2d_px`` (both hands), ``face_err2d_px`` (68 landmarks);
 - ``transl_err_m``: distance of the fitted pelvis position to the true one (camera frame;
   monocular depth is ambiguous in scale, so this mostly measures depth);
-- ``expression_mae``: mean absolute error of the 52 ARKit weights (FaceNet).
+- ``expression_mae``: mean absolute error of the 52 ARKit weights (FaceNet), beside
+  ``expression_mae_neutral`` (always answering neutral) and ``jaw_open_corr`` (correlation of
+  jawOpen over the frames, the action talking moves most; when it varies).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from fullcap.eval.metrics import pa_errors
+from fullcap.synth.samplers import ARKIT_NAMES
 
 __all__ = ["compare", "load_truth"]
 
@@ -81,6 +84,10 @@ def compare(result: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict
             if ok.any():
                 t_e = truth["expression"][idx[face]][ok]
                 out["expression_mae"] = float(np.abs(e[ok] - t_e).mean())
+                out["expression_mae_neutral"] = float(np.abs(t_e).mean())
+                j = ARKIT_NAMES.index("jawOpen")
+                if ok.sum() > 2 and t_e[:, j].std() > 1e-3 and e[ok][:, j].std() > 1e-6:
+                    out["jaw_open_corr"] = float(np.corrcoef(e[ok][:, j], t_e[:, j])[0, 1])
     model = _found(result, "model", n)
     if model.any() and "transl" in result:
         tr = result["transl"][:n][model]

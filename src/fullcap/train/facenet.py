@@ -266,6 +266,7 @@ def train(
                 checkpoint=str(ckpt_path),
                 dataset=",".join(str(v) for v in val),
                 **{k: v for k, v in report["facenet"].items() if isinstance(v, float)},
+                **{f"expr_{k}": v for k, v in report.get("expression", {}).items()},
             )
             log.info("step %d val %s", step, json.dumps(report["facenet"]))
     if bar is not None:
