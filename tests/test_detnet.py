@@ -140,6 +140,32 @@ def test_crops_hold_keypoints_where_targets_say(shard_dirs):
     assert seen[True] > 0 and seen[False] > 0 and seen["elbow"] > 0, seen
 
 
+def test_part_targets_lie_in_the_image(shard_dirs):
+    """A close-up's other hand, out of the picture, gives no crop (it would be mostly
+    padding), and no hand or face target is a keypoint outside the image."""
+    readers = open_sources(
+        [shard_dirs["hand_like"], shard_dirs["humbi_like"]], Augment(out_size=128)
+    )
+    cfg = _tiny_config(readers)
+    off_image_hands = crops_seen = 0
+    for r in readers:
+        for i in range(len(r)):
+            item = r[i]
+            a = item["image"].shape[-1]
+            for side in ("left", "right"):
+                kp = item.get(f"kp2d/{side}_hand")
+                if kp is not None and int(((kp >= 0) & (kp < a)).all(-1).sum()) < 6:
+                    off_image_hands += 1
+            s = build_sample(item, r.spec, r.sets, cfg)
+            parts = [(h, f"kp2d/{'left' if h['is_left'] else 'right'}_hand") for h in s.hands]
+            parts += [(f, "kp2d/face68") for f in s.faces]
+            for part, key in parts:
+                kp = item[key].float()[part["valid2d"]]
+                assert len(kp) and ((kp >= 0) & (kp < a)).all(), (r.spec.name, i, key)
+                crops_seen += 1
+    assert off_image_hands > 0 and crops_seen > 0  # the case occurs, and crops remain
+
+
 def test_mixer_composition_determinism_and_faces(shard_dirs):
     readers = open_sources(list(shard_dirs.values()), augment=Augment(out_size=128))
     cfg = _tiny_config(readers)

@@ -207,7 +207,9 @@ def _hand(
     s, m = config.hand_size, config.hand_map_size
     uv = crops.to_box(kp2d[None], box[None], s, flip=is_left)[0] * (m / s)
     lab = _labelled(item, f"{side}_hand", 21)
-    inside = _inside(uv, m)
+    # inside the crop and inside the image: a close-up's other hand, out of the picture, has a
+    # crop that is mostly padding; its keypoints there cannot be seen, so they teach nothing
+    inside = _inside(uv, m) & _inside(kp2d, a)
     if int((inside & lab).sum()) < MIN_HAND_POINTS:
         return None
     kp3d = item[f"kp3d/{side}_hand"].float()
@@ -239,9 +241,10 @@ def _face(
     if not int(item["box_valid"][3]) or (box[2] - box[0]) < 4:
         return None
     s, m = config.face_size, config.face_map_size
-    uv = crops.to_box(item["kp2d/face68"].float()[None], box[None], s)[0] * (m / s)
+    kp2d = item["kp2d/face68"].float()
+    uv = crops.to_box(kp2d[None], box[None], s)[0] * (m / s)
     lab = _labelled(item, "face68", 68)
-    inside = _inside(uv, m)
+    inside = _inside(uv, m) & _inside(kp2d, a)  # in the crop and in the image (see _hand)
     if int((inside & lab).sum()) < MIN_FACE_POINTS:
         return None
     return {
