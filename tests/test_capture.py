@@ -301,6 +301,51 @@ def test_no_person_then_new_track_and_several_people(clip):
     assert any("no person found" in n for n in results[2].notes)
 
 
+def test_tracker_box_shrinks_at_most_max_shrink_per_frame():
+    from fullcap.capture.detector import Tracker, TrackingConfig
+    from fullcap.types import Keypoints
+
+    def body(x0, y0, side):
+        uv = np.array([[x0, y0], [x0 + side, y0 + side]], np.float32)
+        return Keypoints(("a", "b"), uv, None, np.ones(2, np.float32))
+
+    tr = Tracker(TrackingConfig(margin=1.3, max_shrink=0.9))
+    tr.follow(body(100, 100, 100))
+    np.testing.assert_allclose(tr.box, [85, 85, 215, 215])  # 1.3 x the extent
+    tr.follow(body(300, 300, 50))  # the keypoints shrink to half: the box only by 10 %
+    np.testing.assert_allclose(tr.box, [325 - 58.5, 325 - 58.5, 325 + 58.5, 325 + 58.5])
+    tr.follow(body(0, 0, 200))  # growing is not limited
+    np.testing.assert_allclose(tr.box, [-30, -30, 230, 230])
+    tr.lose()
+    tr.follow(body(0, 0, 10))  # a new track starts from its own keypoints
+    np.testing.assert_allclose(tr.box, [-1.5, -1.5, 11.5, 11.5])
+
+
+def test_weak_track_is_rechecked_with_the_detector(clip):
+    """A tracked box whose keypoints come out unsure also runs the detector; its more
+    confident result replaces the track's (same person id)."""
+    from dataclasses import replace
+
+    oracle = _oracle(clip)
+
+    class Picky:  # confident only on a box covering most of the frame
+        parts = oracle.parts
+
+        def __call__(self, image, box):
+            p = oracle(image, box)
+            conf = 0.9 if box[2] - box[0] > 0.8 * max(image.shape[:2]) else 0.4
+            return replace(p, body=replace(p.body, conf=np.full_like(p.body.conf, conf)))
+
+    cap = Capture(mode="video", detnet=Picky(), detector=WholeFrameDetector(),
+                  refine_detections=False)  # fmt: skip
+    first, second = (cap.process(clip.frames[i], i / 25) for i in range(2))
+    assert not any("weak track" in n for n in first.notes)
+    assert any("weak track" in n for n in second.notes)
+    assert second.people[0].id == first.people[0].id == 0
+    np.testing.assert_allclose(second.people[0].bbox, first.people[0].bbox, atol=1e-3)
+    assert second.people[0].score == pytest.approx(0.9, abs=0.01)
+
+
 def test_frame_conversions_and_downscaling(clip):
     cap = Capture(mode="image", detnet=_oracle(clip), max_side=256)
     rgb = clip.frames[1]

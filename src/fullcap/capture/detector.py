@@ -168,6 +168,13 @@ class TrackingConfig:
     min_inside: lower fraction of found keypoints inside the box means the box is wrong.
     margin: next box side = margin x the found keypoints' extent.
     detection_margin: a detector's box is enlarged by this before the keypoint pass.
+    max_shrink: the next box's side is at least this fraction of the current one (it may grow
+        freely). A person's size changes little between frames, but keypoints missed in one
+        frame (a raised arm, the legs) shrink the box made from them, the next frame sees less
+        of the person, and the box collapses onto a part of the body; 1 allows no shrinking,
+        0 any.
+    recheck_conf: a tracked frame whose mean body confidence is below this also runs the
+        person detector, and the more confident of the two results is kept.
     """
 
     min_conf: float = 0.3
@@ -176,6 +183,8 @@ class TrackingConfig:
     min_inside: float = 0.6
     margin: float = 1.3
     detection_margin: float = 1.15
+    max_shrink: float = 0.9
+    recheck_conf: float = 0.45
 
 
 def assess(body: Keypoints | None, box: np.ndarray, cfg: TrackingConfig) -> str | None:
@@ -238,8 +247,17 @@ class Tracker:
         return self.id
 
     def follow(self, body: Keypoints) -> None:
-        """Next frame's box from this frame's body keypoints."""
-        self.box = box_from_keypoints(body.uv, body.conf, self.config.min_conf, self.config.margin)
+        """Next frame's box from this frame's body keypoints (shrinking by at most
+        ``config.max_shrink`` per frame, about the new box's centre)."""
+        cfg = self.config
+        box = box_from_keypoints(body.uv, body.conf, cfg.min_conf, cfg.margin)
+        if box is not None and self.box is not None:
+            side, prev = box[2] - box[0], self.box[2] - self.box[0]
+            if side < cfg.max_shrink * prev:
+                c = (box[:2] + box[2:]) / 2
+                half = cfg.max_shrink * prev / 2
+                box = np.concatenate([c - half, c + half]).astype(box.dtype)
+        self.box = box
 
     def lose(self) -> None:
         self.box, self.id = None, None

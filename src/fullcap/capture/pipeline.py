@@ -287,12 +287,35 @@ class Capture:
             parts = self.estimator(rgb, box)
             reason = assess(None if parts is None else parts.body, box, cfg)
             if reason is None:
+                weak = float(parts.body.conf.mean()) < cfg.recheck_conf
+                # a weak track may be collapsing onto part of the body: ask the detector too
+                # and keep whichever result is more confident (same person, same id)
+                found = self._detect(rgb, []) if weak else None
+                if found is not None and float(found[0].body.conf.mean()) > float(
+                    parts.body.conf.mean()
+                ):
+                    parts, box = found
+                    notes.append("weak track: re-centred on the person detector's box")
                 self.tracker.follow(parts.body)
                 return parts, box, self.tracker.id
             notes.append(f"tracking lost ({reason}); running the person detector")
             self.tracker.lose()
             if self.filters is not None:
                 self.filters.reset()
+        found = self._detect(rgb, notes)
+        if found is None:
+            return None
+        parts, box = found
+        if not video:
+            return parts, box, 0
+        pid = self.tracker.start()
+        self.tracker.follow(parts.body)
+        return parts, box, pid
+
+    def _detect(self, rgb: np.ndarray, notes: list[str]) -> tuple[PartKeypoints, np.ndarray] | None:
+        """The person detector's best box, the keypoints found in it (refined once on the box
+        made from them), or None with a note saying why."""
+        cfg = self.tracking
         best, note = choose(self.detector.detect(rgb))
         if note:
             notes.append(note)
@@ -311,11 +334,7 @@ class Capture:
         if reason is not None:
             notes.append(f"no person found ({reason})")
             return None
-        if not video:
-            return parts, box, 0
-        pid = self.tracker.start()
-        self.tracker.follow(parts.body)
-        return parts, box, pid
+        return parts, box
 
     # ------------------------------------------------------------------ parts -> result
     def _filtered(self, name: str, k: Keypoints, t: float) -> Keypoints:
