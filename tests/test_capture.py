@@ -345,6 +345,22 @@ def test_weak_track_is_rechecked_with_the_detector(clip):
     np.testing.assert_allclose(second.people[0].bbox, first.people[0].bbox, atol=1e-3)
     assert second.people[0].score == pytest.approx(0.9, abs=0.01)
 
+    class Elsewhere:  # a confident detection whose centre is outside the tracked box
+        name = "elsewhere"
+
+        def detect(self, image):
+            h, w = image.shape[:2]
+            return [Detection(np.array([0.0, 0.0, 2.0 * w, 2.0 * h]), 0.9, "elsewhere")]
+
+    cap = Capture(mode="video", detnet=Picky(), detector=WholeFrameDetector(),
+                  refine_detections=False)  # fmt: skip
+    cap.process(clip.frames[0], 0.0)
+    track_box = cap.tracker.box.copy()
+    cap.detector = Elsewhere()
+    kept = cap.process(clip.frames[1], 1 / 25)
+    assert not any("weak track" in n for n in kept.notes)
+    np.testing.assert_allclose(kept.people[0].bbox, track_box, atol=1e-3)
+
 
 def test_frame_conversions_and_downscaling(clip):
     cap = Capture(mode="image", detnet=_oracle(clip), max_side=256)

@@ -67,6 +67,12 @@ class FaceEstimator(Protocol):
     ) -> FaceResult: ...
 
 
+def _centre_inside(inner: np.ndarray, outer: np.ndarray) -> bool:
+    """Whether box ``inner``'s centre lies in box ``outer`` (x0, y0, x1, y1)."""
+    c = (inner[:2] + inner[2:]) / 2
+    return bool((c >= outer[:2]).all() and (c <= outer[2:]).all())
+
+
 def _extent(points: np.ndarray) -> float:
     """Diagonal of the points' bounding box (the filter's size scale)."""
     return float(np.linalg.norm(points.max(0) - points.min(0))) or 1.0
@@ -291,8 +297,10 @@ class Capture:
                 # a weak track may be collapsing onto part of the body: ask the detector too
                 # and keep whichever result is more confident (same person, same id)
                 found = self._detect(rgb, []) if weak else None
-                if found is not None and float(found[0].body.conf.mean()) > float(
-                    parts.body.conf.mean()
+                if (
+                    found is not None
+                    and _centre_inside(found[1], box)  # the same person, not someone else
+                    and float(found[0].body.conf.mean()) > float(parts.body.conf.mean())
                 ):
                     parts, box = found
                     notes.append("weak track: re-centred on the person detector's box")
