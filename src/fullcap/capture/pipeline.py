@@ -293,14 +293,14 @@ class Capture:
             parts = self.estimator(rgb, box)
             reason = assess(None if parts is None else parts.body, box, cfg)
             if reason is None:
-                weak = float(parts.body.conf.mean()) < cfg.recheck_conf
+                conf = float(parts.body.conf.mean())
                 # a weak track may be collapsing onto part of the body: ask the detector too
                 # and keep whichever result is more confident (same person, same id)
-                found = self._detect(rgb, []) if weak else None
+                found = self._detect(rgb, []) if conf < cfg.recheck_conf else None
                 if (
                     found is not None
                     and _centre_inside(found[1], box)  # the same person, not someone else
-                    and float(found[0].body.conf.mean()) > float(parts.body.conf.mean())
+                    and float(found[0].body.conf.mean()) > conf
                 ):
                     parts, box = found
                     notes.append("weak track: re-centred on the person detector's box")

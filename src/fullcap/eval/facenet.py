@@ -205,7 +205,8 @@ def expression_report(
     out["corr_mean"] = float(corr[varies].mean()) if varies.any() else float("nan")
     # the actions a 64-pixel crop shows (jaw, smile, brows, lips, blinks): mean correlation,
     # and the error where they are clearly on (truth >= 0.3) against answering neutral there
-    vis = torch.tensor([n in set(visible_action_names()) for n in names])
+    visible = set(visible_action_names())
+    vis = torch.tensor([n in visible for n in names])
     sel = vis & varies
     out["corr_visible"] = float(corr[sel].mean()) if sel.any() else float("nan")
     strong = (t >= 0.3) & vis

@@ -14,7 +14,7 @@ mesh landmarks (``mesh:nose``, ``mesh:left_ear``, ``mesh:right_ear``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fullcap.synth.appearance import AppearanceStyle
 from fullcap.synth.camera import SHOTS, CameraRig
@@ -209,14 +209,23 @@ _WEBCAM = SceneStyle(
     jpeg_quality=(75, 95),
 )
 
-_WEBCAM_FACE_RIG = CameraRig(
-    kind="free",
-    fov_deg=(40.0, 70.0),
-    elevation_deg=(-10.0, 20.0),
-    roll_deg=8.0,
-    fill=(0.55, 0.8),
-    p_truncate=0.0,
-    face_azimuth_deg=15.0,
+_WEBCAM_FACE = SourceConfig(
+    "webcam_face_like",
+    "Webcam-style face close-ups for FaceNet's expressions: mostly frontal, sharp, "
+    "rarely occluded (face_like's degradations hide most expressions at 64 px)",
+    CameraRig(
+        kind="free",
+        fov_deg=(40.0, 70.0),
+        elevation_deg=(-10.0, 20.0),
+        roll_deg=8.0,
+        fill=(0.55, 0.8),
+        p_truncate=0.0,
+        face_azimuth_deg=15.0,
+    ),
+    (("face", 1.0),),
+    ("face68",),
+    extended=(FACE5,),
+    scene=_WEBCAM,
 )
 
 SOURCES: dict[str, SourceConfig] = {
@@ -292,25 +301,13 @@ SOURCES: dict[str, SourceConfig] = {
             extended=(FACE5,),
             scene=_WILD,
         ),
-        SourceConfig(
-            "webcam_face_like",
-            "Webcam-style face close-ups for FaceNet's expressions: mostly frontal, sharp, "
-            "rarely occluded (face_like's degradations hide most expressions at 64 px)",
-            _WEBCAM_FACE_RIG,
-            (("face", 1.0),),
-            ("face68",),
-            extended=(FACE5,),
-            scene=_WEBCAM,
-        ),
-        SourceConfig(
-            "expression_face_like",
-            "webcam_face_like with expression-focused faces for FaceNet: 1-2 clearly visible "
-            "actions (jaw, smile, brows, lips, eyes) at intensity 0.4-1, blinks 20 %",
-            _WEBCAM_FACE_RIG,
-            (("face", 1.0),),
-            ("face68",),
-            extended=(FACE5,),
-            scene=_WEBCAM,
+        _WEBCAM_FACE,
+        replace(
+            _WEBCAM_FACE,
+            name="expression_face_like",
+            description="webcam_face_like with expression-focused faces for FaceNet: 1-2 "
+            "clearly visible actions (jaw, smile, brows, lips, eyes) at intensity 0.4-1, "
+            "blinks 20 %",
             expression=ExpressionStyle(
                 neutral_prob=0.1,
                 max_actions=2,
