@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -292,6 +293,82 @@ def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
     )
     text = format_table(table)
     assert "h36m_like" in text and "all" in text and "-" in text.splitlines()[-1]
+
+
+def test_fine_tune_from_weights_trains_only_the_named_parts(trained, shard_dirs, tmp_path):
+    """--init copies every fitting tensor; --train-only leaves the rest (batch-norm statistics
+    included) untouched; --counts sets the batch; the hand's 3D weight reaches the loss."""
+    a, _, _ = trained
+    init = export(a / "last.pt", tmp_path / "init.safetensors")
+    start = load_detnet(init).state_dict()
+    hands = ("hand_like", "mtc_like")
+    tc = DetNetTrainConfig(
+        data=tuple(shard_dirs[s] for s in hands),
+        val=(shard_dirs["hand_like"],),
+        steps=3,
+        eval_every=3,
+        val_batches=1,
+        image_size=128,
+        overrides=TINY | {"hand_encoder": "light"},  # another hand encoder: starts fresh
+        train_only=("hand_encoder", "hand_net"),
+        counts={"hand_like": 2, "mtc_like": 1},
+        hand_w3d=1.0,
+        lambda_b=0.0,
+        lambda_f=0.0,
+    )
+    with pytest.raises(ValueError, match="no count for \\['hand_like'\\]"):
+        train(tmp_path / "bad", replace(tc, counts={"mtc_like": 1}), workers=0, init=init)
+    with pytest.raises(ValueError, match="no DetNet parameter starts with 'hands'"):
+        train(tmp_path / "bad2", replace(tc, train_only=("hands",)), workers=0, init=init)
+    r = train(tmp_path / "ft", tc, workers=0, init=init)
+    assert r["finished"] and r["batch_size"] == 3
+    after = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["model"]
+    moved = {k for k, v in after.items() if k in start and not torch.equal(v.float(), start[k])}
+    assert moved and all(k.startswith(("hand_encoder.", "hand_net.")) for k in moved), moved
+    assert any(k.startswith("hand_net.") for k in moved)
+    assert not any(k.startswith("hand_encoder.net.") for k in start)  # was not in init
+    assert any(k.startswith("hand_encoder.net.") for k in after)
+    bn = "backbone.stem.0.1.running_mean"  # a frozen batch norm keeps its statistics
+    assert torch.equal(after[bn], start[bn])
+    foreign = tmp_path / "foreign.pt"  # e.g. another network's checkpoint
+    torch.save({"model": {"encoder.weight": torch.zeros(3)}}, foreign)
+    with pytest.raises(ValueError, match="does not fit this DetNet"):
+        train(tmp_path / "bad3", tc, workers=0, init=foreign)
+
+
+def test_hand_3d_weight_scales_the_hand_loss(shard_dirs):
+    torch.manual_seed(0)
+    readers = open_sources([shard_dirs["hand_like"]], augment=Augment(out_size=128))
+    cfg = _tiny_config(readers)
+    batch = Mixer(readers, cfg, jitter=False, counts={"hand_like": 4}).batch(0)
+    net = DetNet(cfg).eval()
+    with torch.no_grad():
+        out = forward(net, batch)
+    h = {w: detnet_loss(net, out, batch, DetNetTrainConfig(hand_w3d=w))["hand"] for w in (0, 1, 10)}
+    assert batch.hands is not None and float(h[1]) > float(h[0])
+    torch.testing.assert_close(h[10] - h[0], 10 * (h[1] - h[0]), rtol=1e-4, atol=1e-3)
+
+
+def test_crop_encoders_and_parse_counts():
+    from fullcap.commands.detnet import parse_counts
+    from fullcap.models.backbone import make_crop_encoder
+
+    for name in ("light", "context"):
+        enc = make_crop_encoder(name, 8)
+        assert enc(torch.zeros(2, 3, 32, 32)).shape == (2, 8, 8, 8)
+    with pytest.raises(ValueError, match="unknown crop encoder"):
+        make_crop_encoder("huge", 8)
+    with pytest.raises(ValueError, match="unknown hand_encoder"):
+        DetNetConfig(hand_encoder="huge")
+    # configs written before the field existed load with the encoder they were trained with
+    old = DetNetConfig().to_dict()
+    del old["hand_encoder"]
+    assert DetNetConfig.from_dict(old).hand_encoder == "light"
+    assert DetNetConfig.from_preset("lite").hand_encoder == "context"
+    assert parse_counts(["hand_like=8", "mtc_like=0"]) == {"hand_like": 8, "mtc_like": 0}
+    for bad in ("hand_like", "hand_like=-1", "=3", "hand_like=x"):
+        with pytest.raises(ValueError, match="SOURCE=N"):
+            parse_counts([bad])
 
 
 def test_training_needs_data(tmp_path):

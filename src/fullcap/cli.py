@@ -189,6 +189,35 @@ def build_parser() -> argparse.ArgumentParser:
         "Gaussians'); may change when resuming",
     )
     p.add_argument("--lr", type=float, help="set the learning rate now (e.g. when resuming)")
+    p.add_argument(
+        "--init",
+        help="a new run starts from these weights (file, checkpoint or 'detnet_lite'); "
+        "tensors that do not fit start fresh",
+    )
+    p.add_argument(
+        "--train-only",
+        nargs="+",
+        default=(),
+        metavar="PREFIX",
+        help="train only parameters with these name prefixes (e.g. hand_encoder hand_net)",
+    )
+    p.add_argument(
+        "--hand-w3d", type=float, help="weight of the hand's delta and location terms (10)"
+    )
+    p.add_argument(
+        "--lambdas",
+        nargs=3,
+        type=float,
+        metavar=("B", "H", "F"),
+        help="weights of the body, hand and face losses (default: 10 1 1)",
+    )
+    p.add_argument(
+        "--counts",
+        nargs="+",
+        default=(),
+        metavar="SOURCE=N",
+        help="samples per batch of each source (instead of the per-group counts)",
+    )
     p = tsub.add_parser("detnet-export", parents=[verbose], help="checkpoint -> float16 weights")
     p.add_argument("checkpoint", help="a run's last.pt")
     p.add_argument("out", help="weights file (.safetensors)")
@@ -366,6 +395,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 args.out, args.preset, args.data, args.val, args.steps, args.factor, args.seed,
                 args.workers, device=resolve_device(args.device), time_limit_s=args.time_limit,
                 progress=sys.stderr.isatty(), sigma_3d=args.sigma_3d, lr=args.lr,
+                init=args.init, train_only=args.train_only, hand_w3d=args.hand_w3d,
+                counts=args.counts, lambdas=args.lambdas,
             )  # fmt: skip
         if args.train_command == "facenet":
             from fullcap.commands import facenet

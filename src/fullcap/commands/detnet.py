@@ -12,6 +12,7 @@ from typing import Any
 __all__ = ["cross_dataset", "data", "evaluate", "export", "train"]
 
 ALL_SOURCES = ("mtc_like", "h36m_like", "humbi_like", "coco_like", "hand_like", "face_like")
+LAMBDAS = ("lambda_b", "lambda_h", "lambda_f")
 VAL_SEED_OFFSET = 1000  # validation shards use seed + this: disjoint samples
 
 
@@ -79,10 +80,17 @@ def train(
     progress: bool = False,
     sigma_3d: float | None = None,
     lr: float | None = None,
+    init: str | None = None,
+    train_only: Sequence[str] = (),
+    hand_w3d: float | None = None,
+    counts: Sequence[str] = (),
+    lambdas: Sequence[float] | None = None,
 ) -> int:
     """Train (or resume) DetNet in ``out``; when the run finishes, export the weights and
-    evaluate them on the validation folders. ``sigma_3d``, ``lr``: see
-    :func:`fullcap.train.detnet.train`."""
+    evaluate them on the validation folders. ``sigma_3d``, ``lr``, ``init``: see
+    :func:`fullcap.train.detnet.train`; ``train_only``, ``hand_w3d``: see
+    :class:`fullcap.train.detnet.DetNetTrainConfig` (new runs); ``counts``: ``SOURCE=N``
+    strings; ``lambdas``: (lambda_b, lambda_h, lambda_f)."""
     from fullcap.models.detnet import PRESETS
     from fullcap.train.detnet import DetNetTrainConfig, export
     from fullcap.train.detnet import train as run
@@ -100,9 +108,21 @@ def train(
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,
         image_size=image_size,
+        train_only=tuple(train_only),
+        counts=parse_counts(counts),
+        **({} if hand_w3d is None else {"hand_w3d": float(hand_w3d)}),
+        **({} if lambdas is None else dict(zip(LAMBDAS, lambdas, strict=True))),
     )
     summary = run(
-        out, tc, device, workers, progress, time_limit_s=time_limit_s, sigma_3d=sigma_3d, lr=lr
+        out,
+        tc,
+        device,
+        workers,
+        progress,
+        time_limit_s=time_limit_s,
+        sigma_3d=sigma_3d,
+        lr=lr,
+        init=init,
     )
     print(
         f"step {summary['step']}/{steps}: {summary['steps_per_s']:.2f} steps/s, "
@@ -116,6 +136,17 @@ def train(
     weights = export(summary["checkpoint"], Path(out) / "weights.safetensors")
     print(f"weights:    {weights}")
     return evaluate(str(weights), summary["val"], eval_samples, device=device, as_json=False)
+
+
+def parse_counts(items: Sequence[str]) -> dict[str, int]:
+    """``["hand_like=8", "mtc_like=4"]`` -> ``{"hand_like": 8, "mtc_like": 4}``."""
+    counts: dict[str, int] = {}
+    for item in items:
+        name, sep, n = item.partition("=")
+        if not sep or not name or not n.strip().isdigit():
+            raise ValueError(f"--counts takes SOURCE=N (N >= 0), got {item!r}")
+        counts[name] = int(n)
+    return counts
 
 
 def export(checkpoint: str, out: str) -> int:

@@ -117,3 +117,47 @@ class CropEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class ContextCropEncoder(nn.Module):
+    """Crop encoder with a coarse context path, output stride 4.
+
+    A hand keypoint's identity (which finger, which joint) depends on the whole hand, which
+    the plain :class:`CropEncoder` hardly sees; this one adds a stride-8 path whose dilated
+    blocks cover the crop, upsamples it and adds it to the stride-4 features.
+    """
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        wide = 2 * width
+        self.stem = nn.Sequential(
+            conv_bn_relu(3, width // 2, 3, 2),
+            conv_bn_relu(width // 2, width, 3, 2),
+            BasicBlock(width, width),
+        )
+        self.context = nn.Sequential(
+            BasicBlock(width, wide, 2),
+            BasicBlock(wide, wide, dilation=2),
+            BasicBlock(wide, wide, dilation=4),
+            nn.Conv2d(wide, width, 1, bias=False),
+            nn.BatchNorm2d(width),
+        )
+        self.fuse = BasicBlock(width, width)
+        self.channels = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fine = self.stem(x)
+        coarse = nn.functional.interpolate(
+            self.context(fine), size=fine.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return self.fuse(torch.relu(fine + coarse))
+
+
+CROP_ENCODERS = {"light": CropEncoder, "context": ContextCropEncoder}
+
+
+def make_crop_encoder(name: str, width: int) -> nn.Module:
+    """A hand/face crop encoder by name (``light`` or ``context``), output stride 4."""
+    if name not in CROP_ENCODERS:
+        raise ValueError(f"unknown crop encoder {name!r}; use one of {sorted(CROP_ENCODERS)}")
+    return CROP_ENCODERS[name](width)

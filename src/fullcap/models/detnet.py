@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fullcap.models.backbone import CropEncoder, make_backbone
+from fullcap.models.backbone import CropEncoder, make_backbone, make_crop_encoder
 from fullcap.models.posenet import PoseMaps, PoseNet
 from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _subset
 
@@ -28,10 +28,22 @@ CROP_STRIDE = 4  # CropEncoder output stride: hand and face maps are size // 4 p
 
 PRESETS: dict[str, dict] = {
     "lite": dict(
-        backbone="lite", body_size=128, hand_size=64, face_size=64, hidden=64, crop_width=32
+        backbone="lite",
+        body_size=128,
+        hand_size=64,
+        face_size=64,
+        hidden=64,
+        crop_width=32,
+        hand_encoder="context",
     ),
     "paper": dict(
-        backbone="resnet50", body_size=256, hand_size=128, face_size=128, hidden=128, crop_width=64
+        backbone="resnet50",
+        body_size=256,
+        hand_size=128,
+        face_size=128,
+        hidden=128,
+        crop_width=64,
+        hand_encoder="context",
     ),
 }
 
@@ -47,6 +59,9 @@ class DetNetConfig:
     face_size: int = 64
     hidden: int = 64
     crop_width: int = 32
+    # hand crop encoder: "light" (the first releases; the default, so their configs still load)
+    # or "context" (adds a stride-8 context path: see fullcap.models.backbone)
+    hand_encoder: str = "light"
     basic: tuple[str, ...] = BASIC9
     # Extended keypoints per training source: (head name, keypoint names). Names need not be
     # BODY33 names; a head whose names are not all in BODY33 needs its parents below.
@@ -56,6 +71,12 @@ class DetNetConfig:
     extended_parents: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __post_init__(self) -> None:
+        from fullcap.models.backbone import CROP_ENCODERS
+
+        if self.hand_encoder not in CROP_ENCODERS:
+            raise ValueError(
+                f"unknown hand_encoder {self.hand_encoder!r}; use one of {sorted(CROP_ENCODERS)}"
+            )
         parents = dict(self.extended_parents)
         for head, names in self.extended:
             if head == "basic":
@@ -178,7 +199,7 @@ class DetNet(nn.Module):
         )
         for name, b in bones.items():
             self.register_buffer(f"bones_{name}", b, persistent=False)
-        self.hand_encoder = CropEncoder(config.crop_width)
+        self.hand_encoder = make_crop_encoder(config.hand_encoder, config.crop_width)
         self.hand_net = PoseNet(config.crop_width + c, 21, len(HAND_BONES), config.hidden)
         self.face_encoder = CropEncoder(config.crop_width)
         self.face_net = PoseNet(config.crop_width + c, len(FACE68), 0, config.hidden, with_3d=False)

@@ -74,6 +74,9 @@ class DetNetTrainConfig:
     clip_norm: float = 100.0
     sigma: float = 1.0  # keypoint-map Gaussians, map pixels
     sigma_3d: float | None = None  # weight of the 3D terms (None: sigma, as in the paper)
+    hand_w3d: float = 10.0  # w_d = w_l of the hand PoseNet (the paper's 10)
+    train_only: tuple[str, ...] = ()  # parameter-name prefixes to train (empty: all)
+    counts: dict = field(default_factory=dict)  # source -> samples per batch (empty: groups)
     overrides: dict = field(default_factory=dict)  # DetNetConfig fields (e.g. hidden)
 
     def __post_init__(self) -> None:
@@ -86,6 +89,7 @@ class DetNetTrainConfig:
     def from_dict(cls, d: dict) -> DetNetTrainConfig:
         d = dict(d)
         d["data"], d["val"] = tuple(d["data"]), tuple(d["val"])
+        d["train_only"] = tuple(d.get("train_only", ()))
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -124,7 +128,8 @@ def detnet_loss(
     hand = zero
     if batch.hands is not None and out.hands is not None:
         bones = HAND_BONES.to(out.hands.K.device)
-        hand = posenet_loss(out.hands, batch.hands.targets, bones, **kw)["total"]
+        w3 = {"w_d": tc.hand_w3d, "w_l": tc.hand_w3d}
+        hand = posenet_loss(out.hands, batch.hands.targets, bones, **kw, **w3)["total"]
     face = zero
     if batch.face is not None and out.face is not None:
         no_bones = torch.zeros(0, 2, dtype=torch.long, device=out.face.K.device)
@@ -178,6 +183,7 @@ def train(
     time_limit_s: float | None = None,
     sigma_3d: float | None = None,
     lr: float | None = None,
+    init: str | Path | None = None,
 ) -> dict:
     """Train (or resume) a DetNet in ``out_dir``.
 
@@ -192,6 +198,9 @@ def train(
             starts counting afresh.
         lr: set the learning rate from this call on (e.g. to drop it by hand when resuming);
             the plateau schedule goes on from there.
+        init: a new run starts from these weights (a weights file, ``detnet_lite`` or a
+            checkpoint): every tensor whose name and shape match is copied, the rest (e.g. a
+            new hand encoder) starts fresh. Ignored when resuming.
     Returns:
         Summary: checkpoint path, step, finished flag, lr, last validation loss, steps/s and
         images/s of this call, batch size, the validation folders.
@@ -226,7 +235,8 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tc.seed)
     net = DetNet(config).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=tc.lr)
+    _freeze(net, tc.train_only)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=tc.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=0.1, patience=tc.patience, threshold=1e-3, min_lr=tc.lr_low
     )
@@ -240,6 +250,9 @@ def train(
         if changed_loss:
             sched.best, sched.num_bad_epochs = math.inf, 0
             log.info("sigma_3d is now %g: the plateau schedule starts afresh", tc.sigma_3d)
+    elif init is not None:
+        fresh = _load_init(net, init)
+        log.info("started from %s; fresh: %s", init, ", ".join(fresh) or "nothing")
     if lr is not None:
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
@@ -247,8 +260,12 @@ def train(
             g["lr"] = float(lr)
         sched.num_bad_epochs = 0
         log.info("learning rate set to %g", lr)
-    mixer = Mixer(readers, config, factor=tc.factor, seed=tc.seed)
-    val_mixer = Mixer(val_readers, config, factor=tc.factor, seed=tc.seed + 1, jitter=False)
+    counts = _check_counts(tc.counts, readers)
+    mixer = Mixer(readers, config, factor=tc.factor, seed=tc.seed, counts=counts)
+    val_counts = _check_counts(tc.counts, val_readers)
+    val_mixer = Mixer(
+        val_readers, config, factor=tc.factor, seed=tc.seed + 1, jitter=False, counts=val_counts
+    )
     ledger = Ledger(out_dir / "metrics.jsonl")
     val_cache: list[DetNetBatch] = []
     last_val: float | None = state.get("last_val") if state else None
@@ -279,7 +296,7 @@ def train(
                 vb = vb.to(device)
                 for k, v in detnet_loss(net, forward(net, vb), vb, tc).items():
                     sums[k] = sums.get(k, 0.0) + v.item() / len(val_cache)
-        net.train()
+        _train_mode(net)
         return sums
 
     bar = None
@@ -289,7 +306,7 @@ def train(
         bar = ProgressBar(tc.steps, step, "train detnet")
     t_start, n_steps, n_images = time.perf_counter(), 0, 0
     run_mean: dict[str, float] = {}
-    net.train()
+    _train_mode(net)
     loader = make_loader(mixer, start=step, workers=workers, stop=tc.steps)
     stopped = False
     with _StopFlag() as stop:
@@ -310,7 +327,9 @@ def train(
             losses = detnet_loss(net, forward(net, batch), batch, tc)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), tc.clip_norm)
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in net.parameters() if p.requires_grad], tc.clip_norm
+            )
             opt.step()
             step += 1
             now = time.perf_counter()
@@ -368,6 +387,65 @@ def train(
         "batch_size": mixer.batch_size,
         "val": list(tc.val),
     }
+
+
+def _freeze(net: DetNet, train_only: tuple[str, ...]) -> None:
+    """Train only parameters whose names start with one of ``train_only`` (empty: all)."""
+    if not train_only:
+        return
+    names = [n for n, _ in net.named_parameters()]
+    for prefix in train_only:
+        if not any(n.startswith(prefix) for n in names):
+            raise ValueError(f"train_only: no DetNet parameter starts with {prefix!r}")
+    for n, p in net.named_parameters():
+        p.requires_grad_(n.startswith(tuple(train_only)))
+
+
+def _train_mode(net: DetNet) -> None:
+    """Training mode, except batch norms of frozen parts, which keep their statistics."""
+    net.train()
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in m.parameters()
+        ):
+            m.eval()
+
+
+def _check_counts(counts: dict, readers: list) -> dict[str, int] | None:
+    """Per-source batch counts for these readers (None: the group counts)."""
+    if not counts:
+        return None
+    names = [r.spec.name for r in readers]
+    missing = [n for n in names if n not in counts]
+    if missing:
+        raise ValueError(f"batch counts name no count for {missing} (given: {sorted(counts)})")
+    bad = {
+        k: v for k, v in counts.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0
+    }
+    if bad:
+        raise ValueError(f"batch counts must be integers >= 0, got {bad}")
+    return {n: counts[n] for n in names}
+
+
+def _load_init(net: DetNet, source: str | Path) -> list[str]:
+    """Copy the tensors of ``source`` (weights or checkpoint) whose names and shapes match;
+    returns the names of the parameters left fresh (grouped by module)."""
+    from fullcap.models.weights import read_weights
+
+    path = Path(source)
+    if path.suffix == ".pt":
+        tensors = load_checkpoint(path)["model"]
+    else:
+        tensors = read_weights(source)[0]
+    own = net.state_dict()
+    take = {
+        k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape
+    }
+    if not any(k.startswith("backbone.") for k in take):
+        raise ValueError(f"{source} does not fit this DetNet (no backbone tensor matches)")
+    net.load_state_dict(take, strict=False)
+    fresh = [k for k in own if k not in take and not k.endswith("num_batches_tracked")]
+    return sorted({".".join(k.split(".")[:2]) for k in fresh})
 
 
 def export(checkpoint: str | Path, out: str | Path) -> Path:
