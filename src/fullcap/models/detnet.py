@@ -26,24 +26,11 @@ from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _s
 BODY_STRIDE = 8  # backbone output stride: body maps are body_size // 8 pixels wide
 CROP_STRIDE = 4  # CropEncoder output stride: hand and face maps are size // 4 pixels wide
 
+_SIZES = ("backbone", "body_size", "hand_size", "face_size", "hidden", "crop_width")
 PRESETS: dict[str, dict] = {
-    "lite": dict(
-        backbone="lite",
-        body_size=128,
-        hand_size=64,
-        face_size=64,
-        hidden=64,
-        crop_width=32,
-        hand_encoder="context",
-    ),
+    "lite": dict(zip(_SIZES, ("lite", 128, 64, 64, 64, 32), strict=True), hand_encoder="context"),
     "paper": dict(
-        backbone="resnet50",
-        body_size=256,
-        hand_size=128,
-        face_size=128,
-        hidden=128,
-        crop_width=64,
-        hand_encoder="context",
+        zip(_SIZES, ("resnet50", 256, 128, 128, 128, 64), strict=True), hand_encoder="context"
     ),
 }
 
