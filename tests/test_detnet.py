@@ -288,6 +288,10 @@ def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
     assert 0 <= report["h36m_like"]["pck150_pa"] <= 1 and "hand_auc_20_50" in report["hand_like"]
     assert "face_nme" in report["face_like"] and "pck150_pa" not in report["coco_like"]
     assert 0 <= report["mtc_like"]["oracle2d_pck150_pa"] <= 1
+    hand = report["hand_like"]
+    for k in ("oracle2d_hand_auc_20_50", "meanpose_hand_auc_20_50"):
+        assert 0 <= hand[k] <= 1, k
+    assert hand["meanuv_hand_err2d_px"] > 0 and hand["meanpose_hand_epe_mm"] > 0
     table = cross_dataset(
         {"all": net}, [shard_dirs["h36m_like"], shard_dirs["coco_like"]], samples=4, image_size=128
     )
@@ -322,7 +326,12 @@ def test_fine_tune_from_weights_trains_only_the_named_parts(trained, shard_dirs,
         train(tmp_path / "bad2", replace(tc, train_only=("hands",)), workers=0, init=init)
     r = train(tmp_path / "ft", tc, workers=0, init=init)
     assert r["finished"] and r["batch_size"] == 3
-    after = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["model"]
+    state = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
+    after = state["model"]
+    # the heads of the sources not in this run's data are kept, with the init's weights
+    heads = [h for h, _ in DetNetConfig.from_dict(state["config"]).extended]
+    assert sorted(heads) == sorted(h for h, _ in load_detnet(init).config.extended)
+    assert set(heads) > {"humbi"}
     moved = {k for k, v in after.items() if k in start and not torch.equal(v.float(), start[k])}
     assert moved and all(k.startswith(("hand_encoder.", "hand_net.")) for k in moved), moved
     assert any(k.startswith("hand_net.") for k in moved)

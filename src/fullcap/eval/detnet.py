@@ -21,7 +21,10 @@ Protocol (decisions written here):
 - Hands: crops from the ground-truth body keypoints (or stored boxes), so the hand branch is
   measured on its own. ``hand_auc_20_50``: area under the 3D PCK curve over 20-50 mm of all
   21 keypoints after aligning the middle1 roots, predictions turned to mm with the true
-  |wrist - middle1|; ``hand_epe_mm``; ``hand_err2d_px`` in hand-crop pixels.
+  |wrist - middle1|; ``hand_epe_mm``; ``hand_err2d_px`` in hand-crop pixels. With the
+  same ``oracle2d_`` and ``meanpose_`` prefixes as the body (location maps read at the true
+  2D positions; one constant hand pose), and ``meanuv_hand_err2d_px``: one constant 2D
+  layout (the mean position of each keypoint in the crops), the 2D baseline.
 - Face: ``face_err_px`` (face-crop pixels) and ``face_nme`` (divided by the inter-ocular
   distance, outer eye corners 36-45) over the landmarks inside the crop.
 """
@@ -86,6 +89,7 @@ def _run(net: DetNet, batch: DetNetBatch) -> dict:
     pred |= {f"ext/{k}": decode(v) for k, v in out.extended.items()}
     if out.hands is not None:
         pred["hands"] = decode(out.hands)
+        pred["hands_at_gt"] = read_at(out.hands, batch.hands.targets.uv)
     if out.face is not None:
         pred["face"] = decode(out.face)
     return pred
@@ -117,6 +121,7 @@ def evaluate_reader(
     thr2d = 0.1 * cfg.body_size / MARGIN
     n_items = 0
     truth: list[tuple[torch.Tensor, torch.Tensor]] = []
+    hand_truth: list[tuple[torch.Tensor, ...]] = []  # for the constant-hand baselines
     net.eval()
     for batch in _batches(reader, net, samples, batch_size):
         batch = batch.to(dev)
@@ -140,10 +145,15 @@ def evaluate_reader(
         if batch.hands is not None and "hands" in pred:
             huv, _, hxyz = pred["hands"]
             ht = batch.hands.targets
+            m3 = ht.labelled & ht.has3d[:, None]
             e3 = root_aligned_errors(hxyz, ht.xyz, _MIDDLE1, batch.hands.scale) * 1000.0
-            acc.add("hand3d", e3, ht.labelled & ht.has3d[:, None])
+            acc.add("hand3d", e3, m3)
+            at_gt = pred["hands_at_gt"]
+            e3 = root_aligned_errors(at_gt, ht.xyz, _MIDDLE1, batch.hands.scale) * 1000.0
+            acc.add("hand3d_oracle", e3, m3)
             px = cfg.hand_size / cfg.hand_map_size
             acc.add("hand2d", (huv - ht.uv).norm(dim=-1) * px, ht.valid2d)
+            hand_truth.append((ht.xyz, m3, batch.hands.scale, ht.uv * px, ht.valid2d))
         if batch.face is not None and "face" in pred:
             fuv = pred["face"][0]
             ft = batch.face.targets
@@ -155,6 +165,14 @@ def evaluate_reader(
     if m is not None and m.all(-1).any():  # the baseline: one constant pose for every sample
         mean = xyz[m.all(-1)].mean(0, keepdim=True).expand_as(xyz)
         acc.add("mean", *pa_errors(mean, xyz, m, min_points=5))
+    if hand_truth:  # the baselines: one constant hand pose, one constant 2D layout
+        xyz, m3, scale, uv, v2 = (torch.cat(x) for x in zip(*hand_truth, strict=True))
+        if m3.all(-1).any():
+            mean = xyz[m3.all(-1)].mean(0, keepdim=True).expand_as(xyz)
+            acc.add("hand3d_mean", root_aligned_errors(mean, xyz, _MIDDLE1, scale) * 1000.0, m3)
+        w = v2[..., None].to(uv.dtype)
+        mean_uv = ((uv * w).sum(0) / w.sum(0).clamp(min=1)).expand_as(uv)
+        acc.add("hand2d_mean", (mean_uv - uv).norm(dim=-1), v2)
     if (r := acc.get("2d")) is not None and r[1].any():
         out["pck2d"] = pck(r[0], thr2d, r[1])
         out["err2d_px"] = mean_error(*r)
@@ -166,12 +184,15 @@ def evaluate_reader(
             out[f"{name}pa_mpjpe_mm"] = mean_error(*r) * 1000.0
             if key not in ("oracle", "mean"):
                 out[f"{name}samples"] = float(r[1].any(1).sum())
-    if (r := acc.get("hand3d")) is not None and r[1].any():
-        out["hand_auc_20_50"] = auc_pck(r[0], r[1], 20.0, 50.0)
-        out["hand_epe_mm"] = mean_error(*r)
-        out["hands"] = float(r[1].any(1).sum())
-    if (r := acc.get("hand2d")) is not None and r[1].any():
-        out["hand_err2d_px"] = mean_error(*r)
+    for key, name in (("hand3d", ""), ("hand3d_oracle", "oracle2d_"), ("hand3d_mean", "meanpose_")):
+        if (r := acc.get(key)) is not None and r[1].any():
+            out[f"{name}hand_auc_20_50"] = auc_pck(r[0], r[1], 20.0, 50.0)
+            out[f"{name}hand_epe_mm"] = mean_error(*r)
+            if key == "hand3d":
+                out["hands"] = float(r[1].any(1).sum())
+    for key, name in (("hand2d", "hand_err2d_px"), ("hand2d_mean", "meanuv_hand_err2d_px")):
+        if (r := acc.get(key)) is not None and r[1].any():
+            out[name] = mean_error(*r)
     if (r := acc.get("face")) is not None and r[1].any():
         out["face_err_px"] = mean_error(*r)
         out["face_nme"] = mean_error(*acc.get("face_nme"))

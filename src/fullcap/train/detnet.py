@@ -232,6 +232,8 @@ def train(
         config = DetNetConfig.from_dict(state["config"])
     else:
         config = detnet_config(tc.preset, [r.spec for r in readers], **tc.overrides)
+        if init is not None:  # keep the heads of the weights we start from
+            config = _with_heads(config, _read_init(init)[1])
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tc.seed)
     net = DetNet(config).to(device)
@@ -427,16 +429,38 @@ def _check_counts(counts: dict, readers: list) -> dict[str, int] | None:
     return {n: counts[n] for n in names}
 
 
+def _read_init(source: str | Path) -> tuple[dict[str, torch.Tensor], DetNetConfig]:
+    """Tensors and config of a weights file (or packaged name) or a training checkpoint."""
+    from fullcap.models.weights import read_weights
+
+    if Path(source).suffix == ".pt":
+        state = load_checkpoint(Path(source))
+        tensors, config = state.get("model"), state.get("config")
+    else:
+        tensors, meta = read_weights(source)
+        config = meta.get("config")
+    try:
+        return tensors, DetNetConfig.from_dict(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{source} does not fit this DetNet (not DetNet weights: {exc})") from None
+
+
+def _with_heads(config: DetNetConfig, other: DetNetConfig) -> DetNetConfig:
+    """``config`` plus the extended heads of ``other`` that it lacks (after its own)."""
+    extra = [(h, n) for h, n in other.extended if h not in dict(config.extended)]
+    parents = dict(other.extended_parents)
+    return replace(
+        config,
+        extended=config.extended + tuple(extra),
+        extended_parents=config.extended_parents
+        + tuple((h, parents[h]) for h, _ in extra if h in parents),
+    )
+
+
 def _load_init(net: DetNet, source: str | Path) -> list[str]:
     """Copy the tensors of ``source`` (weights or checkpoint) whose names and shapes match;
     returns the names of the parameters left fresh (grouped by module)."""
-    from fullcap.models.weights import read_weights
-
-    path = Path(source)
-    if path.suffix == ".pt":
-        tensors = load_checkpoint(path)["model"]
-    else:
-        tensors = read_weights(source)[0]
+    tensors = _read_init(source)[0]
     own = net.state_dict()
     take = {
         k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape
