@@ -9,7 +9,7 @@ import roma
 import torch
 
 from fullcap.bodymodel.assemble import TWIST_LIMIT, attach_hand, forearm_axis
-from fullcap.bodymodel.lbs import world_rotations
+from fullcap.bodymodel.lbs import world_rotation, world_rotations
 from fullcap.bodymodel.model import BodyModel
 
 
@@ -28,6 +28,17 @@ def _body(bm, n=4, seed=0):
 def _wrist_world(bm, go, pose, side):
     world = world_rotations(torch.cat([go[:, None], pose], 1), bm.parents, bm._levels)
     return world[:, bm.bone_names.index(f"wrist.{side}")]
+
+
+def test_one_bone_world_rotation_matches_all_bones(bm):
+    go, pose = _body(bm, seed=3)
+    full = torch.cat([go[:, None], pose], 1)
+    world = world_rotations(full, bm.parents, bm._levels)
+    for name in ("root", "lowerarm01.L", "wrist.R", "toe1-1.L"):
+        j = bm.bone_names.index(name)
+        torch.testing.assert_close(world_rotation(full, bm.bone_parents, j), world[:, j])
+    j = bm.bone_names.index("lowerarm01.L")
+    assert not torch.allclose(world[:, j], full[:, j])  # the chain does matter here
 
 
 def _twist_about_axis(rot, axis):

@@ -20,7 +20,7 @@ import math
 import roma
 import torch
 
-from fullcap.bodymodel.lbs import world_rotations
+from fullcap.bodymodel.lbs import world_rotation
 from fullcap.bodymodel.model import BodyModel
 
 TWIST_LIMIT = math.radians(100.0)  # forearm pronation/supination from the reference pose
@@ -78,9 +78,9 @@ def attach_hand(
         names.index(f"{b}.{side}") for b in ("lowerarm01", "lowerarm02", "wrist")
     )
     full = torch.cat([global_orient[:, None], pose], dim=1)
-    world = world_rotations(full, model.parents, model._levels)
+    lower = world_rotation(full, model.bone_parents, i_lower)
     # Wanted combined rotation below lowerarm01: A_lower @ C = hand_rotation.
-    c = world[:, i_lower].transpose(-1, -2) @ hand_rotation
+    c = lower.transpose(-1, -2) @ hand_rotation
     a = forearm_axis(model, betas, side, rest_joints).expand(c.shape[0], 3)
     swing = _min_rotation(a, (c @ a[..., None])[..., 0])
     twist = swing.transpose(-1, -2) @ c  # fixes a: a pure twist about the forearm

@@ -11,6 +11,8 @@ Frames and conventions (model frame: metres, Z up, -Y forward, +X the person's l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -143,6 +145,18 @@ def skin_grouped(
             + m[:, :, 2] * v[:, None, 2]
         )
     return out.permute(2, 0, 1)
+
+
+def world_rotation(pose: torch.Tensor, parents: Sequence[int], joint: int) -> torch.Tensor:
+    """World rotation A_joint (B, 3, 3) of one bone (see :func:`world_rotations`), from its
+    chain of ancestors only; ``parents``: parent index per bone, -1 for the root."""
+    chain = [joint]
+    while parents[chain[-1]] >= 0:
+        chain.append(int(parents[chain[-1]]))
+    rot = pose[:, chain[-1]]
+    for j in reversed(chain[:-1]):
+        rot = rot @ pose[:, j]
+    return rot
 
 
 def world_rotations(
