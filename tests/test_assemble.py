@@ -41,6 +41,20 @@ def test_one_bone_world_rotation_matches_all_bones(bm):
     assert not torch.allclose(world[:, j], full[:, j])  # the chain does matter here
 
 
+def test_reference_offset_matches_the_forward_pass(bm):
+    betas = torch.randn(3, 40, generator=torch.Generator().manual_seed(1))
+    joints = bm(betas=betas, return_vertices=False).joints
+    for name in ("wrist.L", "wrist.R", "lowerarm01.L", "upperleg01.R", "pelvis.L"):
+        j = bm.bone_names.index(name)
+        want = joints[:, j] - joints[:, bm.bone_parents[j]]
+        torch.testing.assert_close(bm.reference_offset(betas, j), want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(  # and forearm_axis takes that path when no joints are given
+        forearm_axis(bm, betas, "L"), forearm_axis(bm, betas, "L", joints), atol=1e-5, rtol=1e-4
+    )
+    with pytest.raises(ValueError, match="root"):
+        bm.reference_offset(betas, 0)
+
+
 def _twist_about_axis(rot, axis):
     return (roma.rotmat_to_rotvec(rot) * axis).sum(-1)
 

@@ -42,12 +42,17 @@ def forearm_axis(
 ) -> torch.Tensor:
     """Unit forearm direction (B, 3) in the reference pose, from the twist bone to the wrist.
     ``joints``: the model's joints for ``betas`` in the reference pose, when already at hand
-    (``model(betas=betas, return_vertices=False).joints``; one forward serves both sides)."""
-    if joints is None:
-        joints = model(betas=betas, return_vertices=False).joints
+    (``model(betas=betas, return_vertices=False).joints``); otherwise the wrist's offset from
+    its parent, :meth:`BodyModel.reference_offset`, which needs no forward pass."""
     i_twist = model.bone_names.index(f"lowerarm02.{side}")
     i_wrist = model.bone_names.index(f"wrist.{side}")
-    axis = joints[:, i_wrist] - joints[:, i_twist]
+    if joints is not None:
+        axis = joints[:, i_wrist] - joints[:, i_twist]
+    elif model.bone_parents[i_wrist] == i_twist:  # no forward pass needed
+        axis = model.reference_offset(betas, i_wrist)
+    else:
+        joints = model(betas=betas, return_vertices=False).joints
+        axis = joints[:, i_wrist] - joints[:, i_twist]
     return axis / axis.norm(dim=-1, keepdim=True)
 
 

@@ -275,6 +275,32 @@ class BodyModel(nn.Module):
         )
         return verts, joints, roma.special_procrustes(m)
 
+    def reference_offset(self, betas: torch.Tensor | None, bone: int) -> torch.Tensor:
+        """Offset (B, 3) of bone ``bone``'s head from its parent's head in the reference pose
+        (the same as ``joints[:, bone] - joints[:, parent]`` of ``self(betas=betas)``), from
+        the two bones' rest heads and the parent's rest orientation only."""
+        import roma
+
+        parent = self.bone_parents[bone]
+        if parent < 0:
+            raise ValueError(f"bone {self.bone_names[bone]!r} is the root: it has no offset")
+        if betas is None:
+            betas = torch.zeros(1, 0, dtype=self.dtype, device=self.device)
+        k = betas.shape[1]
+        idx = [parent, bone]
+        heads = self.joint_template[idx] + torch.einsum(
+            "bk,kjd->bjd", betas, self.joint_shape[:k, idx]
+        )
+        offset = heads[:, 1] - heads[:, 0]
+        if parent == 0:  # the root as a parent counts as the identity (see forward_kinematics)
+            return offset
+        rest = roma.special_procrustes(
+            self.rest_orient_template[parent]
+            + torch.einsum("bk,kxy->bxy", betas, self.rest_orient_shape[:k, parent])
+        )
+        to_ref = self.reference_orient[parent] @ rest.transpose(-1, -2)
+        return (to_ref @ offset[..., None])[..., 0]
+
     def forward(
         self,
         betas: torch.Tensor | None = None,

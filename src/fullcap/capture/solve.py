@@ -167,10 +167,9 @@ class ModelSolver:
         go = self._tensor(params.global_orient)[None]
         pose = self._tensor(params.pose)[None]
         betas = self._tensor(params.betas)[None]
-        joints = self.model(betas=betas, return_vertices=False).joints  # both forearm axes
         for side, (wrist, fingers) in hands.items():
             s = "L" if side == "left" else "R"
-            pose = attach_hand(self.model, go, pose, self._tensor(wrist)[None], s, betas, joints)
+            pose = attach_hand(self.model, go, pose, self._tensor(wrist)[None], s, betas)
             pose[0, [b - 1 for b in self._finger_bones[s]]] = self._tensor(fingers)
         return ModelParams(
             betas=params.betas,
