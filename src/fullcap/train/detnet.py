@@ -232,8 +232,9 @@ def train(
         config = DetNetConfig.from_dict(state["config"])
     else:
         config = detnet_config(tc.preset, [r.spec for r in readers], **tc.overrides)
-        if init is not None:  # keep the heads of the weights we start from
-            config = _with_heads(config, _read_init(init)[1])
+    start = _read_init(init) if init is not None and state is None else None
+    if start is not None:  # keep the heads of the weights we start from
+        config = _with_heads(config, start[1])
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tc.seed)
     net = DetNet(config).to(device)
@@ -252,8 +253,8 @@ def train(
         if changed_loss:
             sched.best, sched.num_bad_epochs = math.inf, 0
             log.info("sigma_3d is now %g: the plateau schedule starts afresh", tc.sigma_3d)
-    elif init is not None:
-        fresh = _load_init(net, init)
+    elif start is not None:
+        fresh = _load_init(net, start[0], init)
         log.info("started from %s; fresh: %s", init, ", ".join(fresh) or "nothing")
     if lr is not None:
         if not lr > 0:
@@ -457,10 +458,9 @@ def _with_heads(config: DetNetConfig, other: DetNetConfig) -> DetNetConfig:
     )
 
 
-def _load_init(net: DetNet, source: str | Path) -> list[str]:
-    """Copy the tensors of ``source`` (weights or checkpoint) whose names and shapes match;
-    returns the names of the parameters left fresh (grouped by module)."""
-    tensors = _read_init(source)[0]
+def _load_init(net: DetNet, tensors: dict[str, torch.Tensor], source: str | Path) -> list[str]:
+    """Copy the ``tensors`` (read from ``source``) whose names and shapes match; returns the
+    names of the parameters left fresh (grouped by module)."""
     own = net.state_dict()
     take = {
         k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape
