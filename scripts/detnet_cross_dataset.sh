@@ -26,6 +26,10 @@ models=("${sources[@]}" combined)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 trap 'exit 130' INT TERM
+stopped() {
+    echo "$1 stopped before step $2; run the script again to resume it" >&2
+    exit 1
+}
 step_of() {
     .venv/bin/python -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=True)['step'])" "$1/last.pt"
 }
@@ -45,9 +49,9 @@ train_one() {
     fi
     "$fc" train detnet --out "$run" --steps $((steps * 3 / 4)) "${args[@]}"
     # a stopped run (time limit, Ctrl-C, kill) exits 0: go on only if it got there
-    [[ $(step_of "$run") -ge $((steps * 3 / 4)) ]] || exit 1
+    [[ $(step_of "$run") -ge $((steps * 3 / 4)) ]] || stopped "$run" $((steps * 3 / 4))
     "$fc" train detnet --out "$run" --steps "$steps" --lr 1e-4
-    [[ $(step_of "$run") -ge $steps ]] || exit 1
+    [[ $(step_of "$run") -ge $steps ]] || stopped "$run" "$steps"
     "$fc" train detnet-export "$run/last.pt" "$run/weights.safetensors"
     echo "$steps" >"$run/done"
 }
