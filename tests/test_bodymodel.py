@@ -9,7 +9,7 @@ import roma
 import torch
 
 from fullcap.assets import AssetError
-from fullcap.bodymodel.model import ASSET_NAME, BodyModel
+from fullcap.bodymodel.model import _SVD_BELOW, ASSET_NAME, BodyModel, _rest_rotations
 from fullcap.skeletons import BODY33, FACE68, HAND21
 
 
@@ -154,6 +154,24 @@ def test_batch_independence(bm):
     full = bm(**inp).vertices
     one = bm(**{k: v[2:3] for k, v in inp.items()}).vertices
     torch.testing.assert_close(full[2:3], one, atol=1e-5, rtol=0)
+
+
+def test_rest_rotations_agree_on_both_solver_paths(bm):
+    """One body's rest orientations take roma's SVD path, a batch of bodies its Horn path
+    (faster for each size); both must give the same rotations."""
+    g = torch.Generator().manual_seed(1)
+    betas = torch.randn(4, bm.num_betas, generator=g) * 2
+    m = bm.rest_orient_template + torch.einsum("nk,kjab->njab", betas, bm.rest_orient_shape)
+    assert m[0].shape[0] < _SVD_BELOW <= m.shape[0] * m.shape[1]
+    batch = _rest_rotations(m)
+    for i in range(len(m)):
+        torch.testing.assert_close(
+            _rest_rotations(m[i : i + 1]), batch[i : i + 1], atol=2e-5, rtol=0
+        )
+    torch.testing.assert_close(batch, roma.special_procrustes(m, method="svd"), atol=2e-5, rtol=0)
+    eye = torch.eye(3).expand_as(batch)
+    torch.testing.assert_close(batch.transpose(-1, -2) @ batch, eye, atol=1e-5, rtol=0)
+    assert (torch.linalg.det(batch) > 0).all()
 
 
 @pytest.mark.parametrize(

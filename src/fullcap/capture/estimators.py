@@ -70,10 +70,10 @@ class DetNetEstimator:
     def __call__(self, image: np.ndarray, box: np.ndarray) -> PartKeypoints | None:
         net, cfg = self.net, self.net.config
         img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-        img = img.to(self.device)
+        img = img.to(self.device).float()  # once per frame, not once per crop
         s = cfg.body_size
         box_t = torch.as_tensor(np.asarray(box, np.float32), device=self.device)[None]
-        out = net(crop(img, box_t, s), heads=(self.head,))
+        out = net(_crop(img, box_t, s), heads=(self.head,))
         maps = out.extended[self.head]
         uv, conf, xyz = decode(maps)
         uv = _to_image(uv, maps.K.shape[-1], box_t)[:, self.body_index]
@@ -91,7 +91,7 @@ class DetNetEstimator:
             boxes = torch.cat([hand_boxes(uv, "left"), hand_boxes(uv, "right")])  # (2, 4)
             is_left = torch.tensor([True, False], device=self.device)
             hs = cfg.hand_size
-            crops = crop(img.expand(2, -1, -1, -1), boxes, hs)  # DetNet mirrors left hands itself
+            crops = _crop(img.expand(2, -1, -1, -1), boxes, hs)  # DetNet mirrors left hands
             hmaps = net._part(
                 net.hand_encoder, net.hand_net, crops, in_body(boxes), is_left, out.features
             )
@@ -108,7 +108,7 @@ class DetNetEstimator:
                 result[f"{name}_box"] = boxes[i].cpu().numpy()
         if self.face:
             fbox = face_boxes(uv)
-            fcrop = crop(img, fbox, cfg.face_size)
+            fcrop = _crop(img, fbox, cfg.face_size)
             fmaps = net._part(
                 net.face_encoder, net.face_net, fcrop, in_body(fbox), None, out.features
             )
@@ -118,6 +118,12 @@ class DetNetEstimator:
             result["face"] = Keypoints(FACE68, f_uv, None, f_conf)
             result["face_box"] = fbox[0].cpu().numpy()
         return PartKeypoints(**result)
+
+
+def _crop(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """:func:`fullcap.models.crops.crop` of a uint8 image given as float (0-255): the same
+    rounded values a uint8 crop has, as float in [0, 1] (what DetNet makes of uint8)."""
+    return crop(image, boxes, size).round_().clamp_(0, 255).div_(255.0)
 
 
 def _np(uv, xyz, conf) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
