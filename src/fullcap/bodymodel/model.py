@@ -46,9 +46,9 @@ class BodyModelOutput:
 
 
 # roma's Horn path (its default for 3x3 rotations) is the faster one from a few hundred
-# matrices up; below that its SVD path is, on a CPU (torch 2.13, 2 threads: one matrix 160 vs
-# 450 us, the 104 bones of one body 435 vs 657 us, 416 matrices 1.2 vs 1.1 ms). Capture
-# orthonormalises one body's (or one bone's) rest orientations per frame.
+# matrices up; below that its SVD path is (timed with torch 2.13 on the project's 2-core CPU:
+# about 3x faster for one matrix, 1.5x for one body's 104 bones). Capture orthonormalises
+# one body's (or one bone's) rest orientations per frame.
 _SVD_BELOW = 256
 
 
