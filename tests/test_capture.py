@@ -28,7 +28,7 @@ from fullcap.capture.detector import (
     WholeFrameDetector,
     default_detector,
 )
-from fullcap.capture.estimators import DetNetEstimator
+from fullcap.capture.estimators import DetNetEstimator, _crop
 from fullcap.capture.filters import mean_acceleration
 from fullcap.capture.media import open_media
 from fullcap.capture.solve import ModelSolver, mirror_rotations, solve_translation
@@ -499,3 +499,17 @@ def test_one_euro_filter_reduces_keypoint_jitter(model, capsys):
     assert filt["acc_uv_px_s2"] < raw["acc_uv_px_s2"] / 2
     assert filt["acc_xyz_m_s2"] < raw["acc_xyz_m_s2"] / 2
     assert filt["err_uv_px"] < raw["err_uv_px"] and filt["err_xyz_mm"] < raw["err_xyz_mm"] * 1.1
+
+
+def test_crops_from_the_float_frame_equal_uint8_crops():
+    """The estimator converts the frame to float once and crops from that: every crop must
+    hold exactly what a crop of the uint8 frame gives DetNet (values / 255)."""
+    from fullcap.models.crops import crop
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.randint(0, 256, (1, 3, 120, 160), dtype=torch.uint8, generator=g)
+    boxes = torch.tensor([[10.3, 20.7, 90.1, 100.5], [-30.0, 60.2, 50.0, 140.2]])  # 2nd: out
+    want = crop(img.expand(2, -1, -1, -1), boxes, 32).float() / 255.0
+    got = _crop(img.float().expand(2, -1, -1, -1), boxes, 32)
+    assert torch.equal(got, want)
+    assert (want[1] == 0).any() and (want[0] > 0).any()  # the padding case is exercised
