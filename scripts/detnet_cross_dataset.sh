@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The supplementary's Table 1 (cross-dataset evaluation) for the lite DetNet: one model
-# trained on each 3D body source alone, one on all sources together, all with the same
-# budget (STEPS steps of 9 images, composed per source as in training; the rate drops to 1e-4 at 3/4 of them, or earlier by
-# the plateau rule), then every model evaluated on every 3D source's held-out images:
+# trained on each 3D body source alone, one on the three together (combined3d), one on all
+# six sources (combined: the training mix of the packaged weights), all with the same
+# budget (STEPS steps of 9 images, composed per source as in training; the rate drops to
+# 1e-4 at 3/4 of them, or earlier by the plateau rule), then every model evaluated on every
+# 3D source's held-out images:
 # PCK at 150 mm after Procrustes on the basic keypoints. The packaged weights (trained far
 # longer) get a row of their own.
 #
@@ -22,7 +24,7 @@ steps=${3:-6000}
 samples=${4:-200}
 fc=.venv/bin/fullcap
 sources=(h36m_like mtc_like humbi_like)
-models=("${sources[@]}" combined)
+models=("${sources[@]}" combined3d combined)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 trap 'exit 130' INT TERM
@@ -42,6 +44,10 @@ train_one() {
     if [[ ! -f $run/last.pt ]]; then
         if [[ $name == combined ]]; then
             args=(--data "$data"/*/train --val "$data"/*/val --factor 1)
+        elif [[ $name == combined3d ]]; then  # the three 3D body sources, 3 images of each
+            args=(--data) && for s in "${sources[@]}"; do args+=("$data/$s/train"); done
+            args+=(--val) && for s in "${sources[@]}"; do args+=("$data/$s/val"); done
+            args+=(--counts) && for s in "${sources[@]}"; do args+=("$s=3"); done
         else
             args=(--data "$data/$name/train" --val "$data/$name/val" --counts "$name=9")
         fi
