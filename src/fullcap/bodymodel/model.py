@@ -282,11 +282,22 @@ class BodyModel(nn.Module):
             if verts.shape[0] != offsets.shape[0]:
                 verts = verts.expand(offsets.shape[0], -1, -1).clone()
             verts.index_add_(1, self.expression_vertex_ids, offsets)  # verts is a fresh tensor
-        joints = self.joint_template + torch.einsum("bk,kjd->bjd", betas, self.joint_shape[:k])
-        m = self.rest_orient_template + torch.einsum(
-            "nk,kjab->njab", betas, self.rest_orient_shape[:k]
-        )
-        return verts, joints, _rest_rotations(m)
+        return verts, *self.rest_skeleton(betas)
+
+    def rest_skeleton(
+        self, betas: torch.Tensor, bones: torch.Tensor | list[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rest heads (B, n, 3) and rest orientations (B, n, 3, 3) of the body shaped by
+        ``betas`` (B, K'), for all bones or the ``bones`` given (n of them)."""
+        k = betas.shape[1]
+        heads, orient = self.joint_template, self.rest_orient_template
+        heads_basis, orient_basis = self.joint_shape[:k], self.rest_orient_shape[:k]
+        if bones is not None:
+            heads, orient = heads[bones], orient[bones]
+            heads_basis, orient_basis = heads_basis[:, bones], orient_basis[:, bones]
+        heads = heads + torch.einsum("bk,kjd->bjd", betas, heads_basis)
+        orient = orient + torch.einsum("bk,kjxy->bjxy", betas, orient_basis)
+        return heads, _rest_rotations(orient)
 
     def reference_offset(self, betas: torch.Tensor | None, bone: int) -> torch.Tensor:
         """Offset (B, 3) of bone ``bone``'s head from its parent's head in the reference pose
@@ -297,19 +308,11 @@ class BodyModel(nn.Module):
             raise ValueError(f"bone {self.bone_names[bone]!r} is the root: it has no offset")
         if betas is None:
             betas = torch.zeros(1, 0, dtype=self.dtype, device=self.device)
-        k = betas.shape[1]
-        idx = [parent, bone]
-        heads = self.joint_template[idx] + torch.einsum(
-            "bk,kjd->bjd", betas, self.joint_shape[:k, idx]
-        )
+        heads, orient = self.rest_skeleton(betas, [parent, bone])
         offset = heads[:, 1] - heads[:, 0]
         if parent == 0:  # the root as a parent counts as the identity (see forward_kinematics)
             return offset
-        rest = _rest_rotations(
-            self.rest_orient_template[parent]
-            + torch.einsum("bk,kxy->bxy", betas, self.rest_orient_shape[:k, parent])
-        )
-        to_ref = self.reference_orient[parent] @ rest.transpose(-1, -2)
+        to_ref = self.reference_orient[parent] @ orient[:, 0].transpose(-1, -2)
         return (to_ref @ offset[..., None])[..., 0]
 
     def forward(

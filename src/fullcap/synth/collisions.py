@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-import roma
 import torch
 
 from fullcap.bodymodel.lbs import forward_kinematics, kinematic_levels
@@ -187,11 +186,7 @@ class CapsuleCollider:
         eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
         go = eye.expand(bsz, 3, 3) if global_orient is None else global_orient
         sub = self.sub_bones.to(betas.device)
-        rest_j = m.joint_template[sub] + torch.einsum("bk,kjd->bjd", betas, m.joint_shape[:k, sub])
-        rest_r = roma.special_procrustes(
-            m.rest_orient_template[sub]
-            + torch.einsum("nk,kjab->njab", betas, m.rest_orient_shape[:k, sub])
-        )
+        rest_j, rest_r = m.rest_skeleton(betas, sub)
         full = torch.cat([go[:, None], pose], dim=1)[:, sub]
         zeros = torch.zeros(bsz, 3, dtype=pose.dtype, device=pose.device)
         parents = self.sub_parents.to(betas.device)
