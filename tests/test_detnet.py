@@ -292,6 +292,10 @@ def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
     for k in ("oracle2d_hand_auc_20_50", "meanpose_hand_auc_20_50"):
         assert 0 <= hand[k] <= 1, k
     assert hand["meanuv_hand_err2d_px"] > 0 and hand["meanpose_hand_epe_mm"] > 0
+    for k in ("truez_pck150_pa", "truexy_pck150_pa"):
+        assert 0 <= report["mtc_like"][k] <= 1, k
+    for k in ("truez_hand_auc_20_50", "truexy_hand_auc_20_50"):
+        assert 0 <= hand[k] <= 1, k
     table = cross_dataset(
         {"all": net}, [shard_dirs["h36m_like"], shard_dirs["coco_like"]], samples=4, image_size=128
     )
@@ -418,6 +422,25 @@ def test_pck_and_procrustes_metrics():
     few[:, :3] = True
     _, m = pa_errors(target, target, few)
     assert not m.any()
+
+
+def test_true_depth_and_in_plane_decomposition():
+    from fullcap.eval.detnet import _with_true
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(4, 9, 3, generator=g)
+    depth_wrong = truth.clone()
+    depth_wrong[..., 2] += 0.3 * torch.randn(4, 9, generator=g)
+    before = depth_wrong.clone()
+    fixed = _with_true(depth_wrong, truth, slice(2, 3))
+    torch.testing.assert_close(fixed, truth)
+    assert torch.equal(depth_wrong, before)  # the prediction itself is left as it was
+    still = _with_true(depth_wrong, truth, slice(0, 2))
+    assert torch.equal(still[..., 2], depth_wrong[..., 2]) and torch.equal(
+        still[..., :2], truth[..., :2]
+    )
+    err, m = pa_errors(still, truth)
+    assert m.all() and err.mean() > 0.05
 
 
 def test_location_read_out_and_wide_3d_weight():

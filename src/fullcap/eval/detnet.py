@@ -13,6 +13,8 @@ Protocol (decisions written here):
 - ``oracle2d_*``: the same with the location maps read at the true 2D positions instead of
   the detected ones: the 3D quality alone (L is trained only near the true keypoint, so 2D
   detection errors cost 3D accuracy; the gap between the two measures how much).
+- ``truez_*`` and ``truexy_*``: the predictions with their depth (camera z), or their in-plane
+  coordinates (camera x, y), replaced by the truth: which of the two limits the 3D accuracy.
 - ``meanpose_*``: the baseline a network must beat: one constant pose (the mean of the
   evaluated targets, so slightly optimistic) predicted for every sample.
 - Body 2D: ``pck2d`` on the basic keypoints inside the image, threshold 0.1 x the person
@@ -23,7 +25,8 @@ Protocol (decisions written here):
   21 keypoints after aligning the middle1 roots, predictions turned to mm with the true
   |wrist - middle1|; ``hand_epe_mm``; ``hand_err2d_px`` in hand-crop pixels. With the
   same ``oracle2d_`` and ``meanpose_`` prefixes as the body (location maps read at the true
-  2D positions; one constant hand pose), and ``meanuv_hand_err2d_px``: one constant 2D
+  2D positions; one constant hand pose), ``truez_`` and ``truexy_`` as for the body, and
+  ``meanuv_hand_err2d_px``: one constant 2D
   layout (the mean position of each keypoint in the crops), the 2D baseline.
 - Face: ``face_err_px`` (face-crop pixels) and ``face_nme`` (divided by the inter-ocular
   distance, outer eye corners 36-45) over the landmarks inside the crop.
@@ -77,6 +80,17 @@ def read_at(maps: PoseMaps, uv: torch.Tensor) -> torch.Tensor:
     loc = maps.L.reshape(b * p, 3, h, w)
     out = F.grid_sample(loc, grid.reshape(b * p, 1, 1, 2), align_corners=False)
     return out.reshape(b, p, 3)
+
+
+def _with_true(xyz: torch.Tensor, true: torch.Tensor, axes: slice) -> torch.Tensor:
+    """``xyz`` with its coordinates ``axes`` (camera z: slice(2, 3); x, y: slice(0, 2)) taken
+    from ``true``: how much of the error those coordinates carry."""
+    out = xyz.clone()
+    out[..., axes] = true[..., axes]
+    return out
+
+
+_TRUE_AXES = (("truez", slice(2, 3)), ("truexy", slice(0, 2)))
 
 
 def _run(net: DetNet, batch: DetNetBatch) -> dict:
@@ -134,6 +148,13 @@ def evaluate_reader(
         acc.add("pa", err, m)
         err, m = pa_errors(pred["basic_at_gt"], t.xyz, t.valid2d & t.has3d[:, None], min_points=5)
         acc.add("oracle", err, m)
+        for key, axes in _TRUE_AXES:
+            acc.add(
+                key,
+                *pa_errors(
+                    _with_true(xyz, t.xyz, axes), t.xyz, t.valid2d & t.has3d[:, None], min_points=5
+                ),
+            )
         truth.append((t.xyz, t.valid2d & t.has3d[:, None]))
         ht = batch.extended.get("humbi")
         if ht is not None and "ext/humbi" in pred:
@@ -151,6 +172,11 @@ def evaluate_reader(
             at_gt = pred["hands_at_gt"]
             e3 = root_aligned_errors(at_gt, ht.xyz, _MIDDLE1, batch.hands.scale) * 1000.0
             acc.add("hand3d_oracle", e3, m3)
+            for key, axes in _TRUE_AXES:
+                e3 = root_aligned_errors(
+                    _with_true(hxyz, ht.xyz, axes), ht.xyz, _MIDDLE1, batch.hands.scale
+                )
+                acc.add(f"hand3d_{key}", e3 * 1000.0, m3)
             px = cfg.hand_size / cfg.hand_map_size
             acc.add("hand2d", (huv - ht.uv).norm(dim=-1) * px, ht.valid2d)
             hand_truth.append((ht.xyz, m3, batch.hands.scale, ht.uv * px, ht.valid2d))
@@ -176,15 +202,27 @@ def evaluate_reader(
     if (r := acc.get("2d")) is not None and r[1].any():
         out["pck2d"] = pck(r[0], thr2d, r[1])
         out["err2d_px"] = mean_error(*r)
-    families = (("pa", ""), ("oracle", "oracle2d_"), ("mean", "meanpose_"), ("eval14", "eval14_"))
+    families = (
+        ("pa", ""),
+        ("oracle", "oracle2d_"),
+        *((key, f"{key}_") for key, _ in _TRUE_AXES),
+        ("mean", "meanpose_"),
+        ("eval14", "eval14_"),
+    )
     for key, name in families:
         r = acc.get(key)
         if r is not None and r[1].any():
             out[f"{name}pck150_pa"] = pck(r[0], 0.150, r[1])
             out[f"{name}pa_mpjpe_mm"] = mean_error(*r) * 1000.0
-            if key not in ("oracle", "mean"):
+            if key in ("pa", "eval14"):
                 out[f"{name}samples"] = float(r[1].any(1).sum())
-    for key, name in (("hand3d", ""), ("hand3d_oracle", "oracle2d_"), ("hand3d_mean", "meanpose_")):
+    hand_families = (
+        ("hand3d", ""),
+        ("hand3d_oracle", "oracle2d_"),
+        *((f"hand3d_{key}", f"{key}_") for key, _ in _TRUE_AXES),
+        ("hand3d_mean", "meanpose_"),
+    )
+    for key, name in hand_families:
         if (r := acc.get(key)) is not None and r[1].any():
             out[f"{name}hand_auc_20_50"] = auc_pck(r[0], r[1], 20.0, 50.0)
             out[f"{name}hand_epe_mm"] = mean_error(*r)
