@@ -10,7 +10,10 @@ Per source it prints PCK@150mm-PA of the basic keypoints for:
 - ``xy_from_true_2d``: the same with the true 2D offsets and the maps read there;
 - ``flip``: maps of the image and of its mirror image (left/right swapped, x negated)
   averaged before decoding (twice the compute);
-and the 2D error's median and 90th percentile (pixels of the body input).
+and the 2D error's median and 90th percentile (pixels of the body input), the share of
+keypoints more than 12 px off, how many of those lie within 8 px of the other side's true
+keypoint (left/right swaps), and the samples where at least 6 of the 8 side keypoints are
+swapped (the whole body taken the wrong way round: front for back).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ def main() -> None:
     for reader in _readers(args.data, 256):  # as `fullcap eval detnet`: items of 256 px
         errs: dict[str, list] = {}
         err2d = []
+        far = swapped = whole = 0
         for batch in _batches(reader, net, args.samples, 16):
             t = batch.basic
             valid = t.valid2d & t.has3d[:, None]
@@ -72,7 +76,12 @@ def main() -> None:
                 out = forward(net, batch).basic
                 flipped = flip_averaged(net, batch.body, swap)
             uv, _, xyz = decode(out)
-            err2d.append(((uv - t.uv).norm(dim=-1) * px)[t.valid2d])
+            err = (uv - t.uv).norm(dim=-1) * px
+            err2d.append(err[t.valid2d])
+            off = (err > 12) & t.valid2d
+            swap_hit = off & ((uv - t.uv[:, swap]).norm(dim=-1) * px < 8) & t.valid2d[:, swap]
+            far, swapped = far + int(off.sum()), swapped + int(swap_hit.sum())
+            whole += int((swap_hit.sum(1) >= 6).sum())
             preds = {
                 "base": xyz,
                 "xy_from_2d": xy_from_2d(xyz, uv),
@@ -92,7 +101,9 @@ def main() -> None:
         print(
             f"{reader.spec.name}: PCK@150mm-PA "
             + ", ".join(row)
-            + f"; 2D error median {d.median():.1f} px, 90th percentile {d.quantile(0.9):.1f} px"
+            + f"; 2D error median {d.median():.1f} px, 90th percentile {d.quantile(0.9):.1f} px, "
+            f"{far / len(d):.1%} > 12 px, of which {swapped} left/right swaps; "
+            f"{whole} samples swapped whole"
         )
 
 
