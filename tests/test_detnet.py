@@ -489,3 +489,22 @@ def test_collate_rejects_empty_and_bad_images(shard_dirs):
     item = r[0] | {"image": torch.zeros(3, 64, 32, dtype=torch.uint8)}
     with pytest.raises(ValueError, match=r"\(3, A, A\)"):
         build_sample(item, r.spec, r.sets, detnet_config("lite", [r.spec]))
+
+
+def test_train_command_body_size(shard_dirs, tmp_path, capsys):
+    """--body-size sets a new run's body input (the checkpoint's config says so); a size that
+    is not a multiple of 8 is a one-line error before anything is written."""
+    from fullcap.cli import main
+    from fullcap.commands.detnet import train as train_command
+
+    data = shard_dirs["h36m_like"]
+    bad = tmp_path / "bad"
+    argv = ["train", "detnet", "--data", data, "--val", data, "--out", str(bad)]
+    assert main([*argv, "--body-size", "100", "--steps", "1"]) == 1
+    assert "multiple of 8" in capsys.readouterr().err and not bad.exists()
+    out = tmp_path / "run"
+    kw = dict(steps=1, factor=1, seed=0, workers=0, eval_samples=2, image_size=128, body_size=96)
+    assert train_command(str(out), "lite", [data], [data], **kw) == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert DetNetConfig.from_dict(state["config"]).body_size == 96
+    assert load_detnet(out / "weights.safetensors").config.body_size == 96

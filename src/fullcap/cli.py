@@ -218,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE=N",
         help="samples per batch of each source (instead of the per-group counts)",
     )
+    p.add_argument(
+        "--body-size",
+        type=int,
+        help="side of the body input in pixels, a multiple of 8 (new runs; default: the "
+        "preset's, 128 for lite); weights given by --init work at any size",
+    )
     p = tsub.add_parser("detnet-export", parents=[verbose], help="checkpoint -> float16 weights")
     p.add_argument("checkpoint", help="a run's last.pt")
     p.add_argument("out", help="weights file (.safetensors)")
@@ -396,7 +402,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 args.workers, device=resolve_device(args.device), time_limit_s=args.time_limit,
                 progress=sys.stderr.isatty(), sigma_3d=args.sigma_3d, lr=args.lr,
                 init=args.init, train_only=args.train_only, hand_w3d=args.hand_w3d,
-                counts=args.counts, lambdas=args.lambdas,
+                counts=args.counts, lambdas=args.lambdas, body_size=args.body_size,
             )  # fmt: skip
         if args.train_command == "facenet":
             from fullcap.commands import facenet

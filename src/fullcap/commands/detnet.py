@@ -85,18 +85,22 @@ def train(
     hand_w3d: float | None = None,
     counts: Sequence[str] = (),
     lambdas: Sequence[float] | None = None,
+    body_size: int | None = None,
 ) -> int:
     """Train (or resume) DetNet in ``out``; when the run finishes, export the weights and
     evaluate them on the validation folders. ``sigma_3d``, ``lr``, ``init``: see
     :func:`fullcap.train.detnet.train`; ``train_only``, ``hand_w3d``: see
     :class:`fullcap.train.detnet.DetNetTrainConfig` (new runs); ``counts``: ``SOURCE=N``
-    strings; ``lambdas``: (lambda_b, lambda_h, lambda_f)."""
+    strings; ``lambdas``: (lambda_b, lambda_h, lambda_f); ``body_size``: the body input side
+    of a new run (a multiple of 8; default the preset's)."""
     from fullcap.models.detnet import PRESETS
     from fullcap.train.detnet import DetNetTrainConfig, export
     from fullcap.train.detnet import train as run
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if body_size is not None and (body_size < 32 or body_size % 8):
+        raise ValueError(f"--body-size must be a multiple of 8 and at least 32, got {body_size}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tc = DetNetTrainConfig(
         preset=preset,
@@ -110,6 +114,7 @@ def train(
         image_size=image_size,
         train_only=tuple(train_only),
         counts=parse_counts(counts),
+        overrides={} if body_size is None else {"body_size": int(body_size)},
         **({} if hand_w3d is None else {"hand_w3d": float(hand_w3d)}),
         **({} if lambdas is None else dict(zip(LAMBDAS, lambdas, strict=True))),
     )
