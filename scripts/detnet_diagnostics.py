@@ -12,7 +12,8 @@ Per source it prints PCK@150mm-PA of the basic keypoints for:
   averaged before decoding (twice the compute);
 and the 2D error's median and 90th percentile (pixels of the body input), the share of
 keypoints more than 12 px off, how many of those lie within 8 px of the other side's true
-keypoint (left/right swaps), and the samples where at least 6 of the 8 side keypoints are
+keypoint (left/right swaps), how many of the swaps are duplicates (both sides' peaks on
+one limb, within 6 px of each other), and the samples where at least 6 of the 8 side keypoints are
 swapped (the whole body taken the wrong way round: front for back).
 """
 
@@ -68,7 +69,7 @@ def main() -> None:
     for reader in _readers(args.data, 256):  # as `fullcap eval detnet`: items of 256 px
         errs: dict[str, list] = {}
         err2d = []
-        far = swapped = whole = 0
+        far = swapped = duplicates = whole = 0
         for batch in _batches(reader, net, args.samples, 16):
             t = batch.basic
             valid = t.valid2d & t.has3d[:, None]
@@ -81,6 +82,8 @@ def main() -> None:
             off = (err > 12) & t.valid2d
             swap_hit = off & ((uv - t.uv[:, swap]).norm(dim=-1) * px < 8) & t.valid2d[:, swap]
             far, swapped = far + int(off.sum()), swapped + int(swap_hit.sum())
+            same_place = (uv - uv[:, swap]).norm(dim=-1) * px < 6
+            duplicates += int((swap_hit & same_place).sum())
             whole += int((swap_hit.sum(1) >= 6).sum())
             preds = {
                 "base": xyz,
@@ -102,7 +105,8 @@ def main() -> None:
             f"{reader.spec.name}: PCK@150mm-PA "
             + ", ".join(row)
             + f"; 2D error median {d.median():.1f} px, 90th percentile {d.quantile(0.9):.1f} px, "
-            f"{far / len(d):.1%} > 12 px, of which {swapped} left/right swaps; "
+            f"{far / len(d):.1%} > 12 px, of which {swapped} left/right swaps "
+            f"({duplicates} duplicates); "
             f"{whole} samples swapped whole"
         )
 
