@@ -13,8 +13,8 @@ Per source it prints PCK@150mm-PA of the basic keypoints for:
 and the 2D error's median and 90th percentile (pixels of the body input), the share of
 keypoints more than 12 px off, how many of those lie within 8 px of the other side's true
 keypoint (left/right swaps), how many of the swaps are duplicates (both sides' peaks on
-one limb, within 6 px of each other), and the samples where at least 6 of the 8 side keypoints are
-swapped (the whole body taken the wrong way round: front for back).
+one limb, within 6 px of each other), and the samples where at least 6 of the 8 side
+keypoints are swapped (the whole body taken the wrong way round: front for back).
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ def xy_from_2d(xyz: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def flip_averaged(net, body: torch.Tensor, swap: list[int]) -> PoseMaps:
-    """Basic-head maps averaged over the image and its mirror image (mapped back)."""
-    a, m = net(body).basic, net(body.flip(-1)).basic
+def flip_averaged(net, body: torch.Tensor, a: PoseMaps, swap: list[int]) -> PoseMaps:
+    """The basic-head maps ``a`` of ``body`` averaged with those of its mirror image (mapped
+    back: left/right swapped, x negated)."""
+    m = net(body.flip(-1)).basic
     b, p, h, w = a.K.shape
     k = m.K.flip(-1)[:, swap]
     loc = m.L.reshape(b, p, 3, h, w).flip(-1)[:, swap].clone()
@@ -75,7 +76,7 @@ def main() -> None:
             valid = t.valid2d & t.has3d[:, None]
             with torch.no_grad():
                 out = forward(net, batch).basic
-                flipped = flip_averaged(net, batch.body, swap)
+                flipped = flip_averaged(net, batch.body, out, swap)
             uv, _, xyz = decode(out)
             err = (uv - t.uv).norm(dim=-1) * px
             err2d.append(err[t.valid2d])

@@ -99,8 +99,6 @@ def train(
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    if body_size is not None and (body_size < 32 or body_size % 8):
-        raise ValueError(f"--body-size must be a multiple of 8 and at least 32, got {body_size}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tc = DetNetTrainConfig(
         preset=preset,

@@ -144,18 +144,12 @@ def evaluate_reader(
         t = batch.basic
         uv, _, xyz = pred["basic"]
         acc.add("2d", (uv - t.uv).norm(dim=-1) * body_px, t.valid2d)
-        err, m = pa_errors(xyz, t.xyz, t.valid2d & t.has3d[:, None], min_points=5)
-        acc.add("pa", err, m)
-        err, m = pa_errors(pred["basic_at_gt"], t.xyz, t.valid2d & t.has3d[:, None], min_points=5)
-        acc.add("oracle", err, m)
+        valid3d = t.valid2d & t.has3d[:, None]
+        acc.add("pa", *pa_errors(xyz, t.xyz, valid3d, min_points=5))
+        acc.add("oracle", *pa_errors(pred["basic_at_gt"], t.xyz, valid3d, min_points=5))
         for key, axes in _TRUE_AXES:
-            acc.add(
-                key,
-                *pa_errors(
-                    _with_true(xyz, t.xyz, axes), t.xyz, t.valid2d & t.has3d[:, None], min_points=5
-                ),
-            )
-        truth.append((t.xyz, t.valid2d & t.has3d[:, None]))
+            acc.add(key, *pa_errors(_with_true(xyz, t.xyz, axes), t.xyz, valid3d, min_points=5))
+        truth.append((t.xyz, valid3d))
         ht = batch.extended.get("humbi")
         if ht is not None and "ext/humbi" in pred:
             _, _, hxyz = pred["ext/humbi"]

@@ -64,6 +64,17 @@ class DetNetConfig:
             raise ValueError(
                 f"unknown hand_encoder {self.hand_encoder!r}; use one of {sorted(CROP_ENCODERS)}"
             )
+        for name, stride in (
+            ("body_size", BODY_STRIDE),
+            ("hand_size", CROP_STRIDE),
+            ("face_size", CROP_STRIDE),
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 4 * stride or v % stride:
+                raise ValueError(
+                    f"DetNet {name} must be a multiple of {stride} (its network's output "
+                    f"stride) and at least {4 * stride}, got {v!r}"
+                )
         parents = dict(self.extended_parents)
         for head, names in self.extended:
             if head == "basic":
