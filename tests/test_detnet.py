@@ -491,9 +491,51 @@ def test_collate_rejects_empty_and_bad_images(shard_dirs):
         build_sample(item, r.spec, r.sets, detnet_config("lite", [r.spec]))
 
 
-def test_train_command_body_size(shard_dirs, tmp_path, capsys):
-    """--body-size sets a new run's body input (the checkpoint's config says so); a size that
-    is not a multiple of 8 is a one-line error before anything is written."""
+def test_neck_starts_as_the_identity_and_learns():
+    """A neck added to trained weights changes no output at step 0 (zero-initialised last
+    layers), yet every neck parameter gets a gradient; bad neck settings are refused."""
+    torch.manual_seed(0)
+    base_cfg = DetNetConfig.from_preset("lite", body_size=64, hand_size=32, face_size=32)
+    base = DetNet(base_cfg)
+    for m in base.modules():  # trained-looking batch-norm statistics, not the defaults
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    cfg = replace(base_cfg, neck_blocks=2, neck_attention=True)
+    net = DetNet(cfg)
+    missing, unexpected = net.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("neck.") for k in missing)
+    x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    base.eval(), net.eval()
+    with torch.no_grad():
+        a, b = base(x), net(x)
+    for name in ("K", "D", "L"):
+        assert torch.equal(getattr(a.basic, name), getattr(b.basic, name))
+    assert torch.equal(a.extended["humbi"].L, b.extended["humbi"].L)
+    net.train()
+    neck = dict(net.neck.named_parameters())
+    assert len(neck) > 10
+    opt = torch.optim.SGD(neck.values(), lr=0.1)
+    for _ in range(2):  # the zero-initialised layers move first, then the rest follows
+        opt.zero_grad()
+        out = net(x)
+        (out.basic.K.square().sum() + out.basic.L.square().sum()).backward()
+        opt.step()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in neck.values()), [
+        k for k, p in neck.items() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    for bad in (dict(neck_blocks=-1), dict(neck_blocks=True), dict(neck_attention=1)):
+        with pytest.raises(ValueError, match="neck"):
+            replace(base_cfg, **bad)
+    old = base_cfg.to_dict()
+    del old["neck_blocks"], old["neck_attention"]  # configs written before the neck existed
+    assert DetNetConfig.from_dict(old) == base_cfg
+
+
+def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
+    """--body-size and the neck flags set a new run's body input and neck (the checkpoint's
+    config says so); a size that is not a multiple of 8 is a one-line error before anything
+    is written."""
     from fullcap.cli import main
     from fullcap.commands.detnet import train as train_command
 
@@ -504,7 +546,27 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys):
     assert "multiple of 8" in capsys.readouterr().err and not bad.exists()
     out = tmp_path / "run"
     kw = dict(steps=1, factor=1, seed=0, workers=0, eval_samples=2, image_size=128, body_size=96)
+    kw |= dict(neck_blocks=1, neck_attention=True)
     assert train_command(str(out), "lite", [data], [data], **kw) == 0
     state = torch.load(out / "last.pt", weights_only=True)
-    assert DetNetConfig.from_dict(state["config"]).body_size == 96
-    assert load_detnet(out / "weights.safetensors").config.body_size == 96
+    cfg = DetNetConfig.from_dict(state["config"])
+    assert (cfg.body_size, cfg.neck_blocks, cfg.neck_attention) == (96, 1, True)
+    loaded = load_detnet(out / "weights.safetensors")
+    assert (loaded.config.body_size, loaded.config.neck_blocks) == (96, 1)
+    assert any(k.startswith("neck.blocks.0.") for k in loaded.state_dict())
+    # a fine-tune keeps the neck of the weights it starts from, unless told otherwise
+    kw = dict(steps=1, factor=1, seed=0, workers=0, eval_samples=2, image_size=128)
+    init = str(out / "weights.safetensors")
+    assert train_command(str(tmp_path / "ft"), "lite", [data], [data], init=init, **kw) == 0
+    cfg = DetNetConfig.from_dict(
+        torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["config"]
+    )
+    assert (cfg.neck_blocks, cfg.neck_attention) == (1, True)
+    caplog.clear()
+    kw |= dict(init=init, neck_blocks=0, neck_attention=False)
+    assert train_command(str(tmp_path / "ft0"), "lite", [data], [data], **kw) == 0
+    cfg = DetNetConfig.from_dict(
+        torch.load(tmp_path / "ft0" / "last.pt", weights_only=True)["config"]
+    )
+    assert (cfg.neck_blocks, cfg.neck_attention) == (0, False)
+    assert "not used from" in caplog.text and "neck.blocks" in caplog.text

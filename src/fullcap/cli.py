@@ -224,6 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="side of the body input in pixels, a multiple of 8 (new runs; default: the "
         "preset's, 128 for lite); weights given by --init work at any size",
     )
+    p.add_argument(
+        "--neck-blocks",
+        type=int,
+        help="residual blocks added after the body backbone (new runs; default: the preset's); "
+        "they start as the identity, so --init weights keep their results at step 0",
+    )
+    p.add_argument(
+        "--neck-attention",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="global self-attention over the body feature map (new runs; default: the preset's)",
+    )
     p = tsub.add_parser("detnet-export", parents=[verbose], help="checkpoint -> float16 weights")
     p.add_argument("checkpoint", help="a run's last.pt")
     p.add_argument("out", help="weights file (.safetensors)")
@@ -403,6 +415,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 progress=sys.stderr.isatty(), sigma_3d=args.sigma_3d, lr=args.lr,
                 init=args.init, train_only=args.train_only, hand_w3d=args.hand_w3d,
                 counts=args.counts, lambdas=args.lambdas, body_size=args.body_size,
+                neck_blocks=args.neck_blocks, neck_attention=args.neck_attention,
             )  # fmt: skip
         if args.train_command == "facenet":
             from fullcap.commands import facenet

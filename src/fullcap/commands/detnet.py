@@ -86,13 +86,16 @@ def train(
     counts: Sequence[str] = (),
     lambdas: Sequence[float] | None = None,
     body_size: int | None = None,
+    neck_blocks: int | None = None,
+    neck_attention: bool | None = None,
 ) -> int:
     """Train (or resume) DetNet in ``out``; when the run finishes, export the weights and
     evaluate them on the validation folders. ``sigma_3d``, ``lr``, ``init``: see
     :func:`fullcap.train.detnet.train`; ``train_only``, ``hand_w3d``: see
     :class:`fullcap.train.detnet.DetNetTrainConfig` (new runs); ``counts``: ``SOURCE=N``
     strings; ``lambdas``: (lambda_b, lambda_h, lambda_f); ``body_size``: the body input side
-    of a new run (a multiple of 8; default the preset's)."""
+    of a new run (a multiple of 8; default the preset's); ``neck_blocks``, ``neck_attention``:
+    the new run's neck (:class:`fullcap.models.backbone.Neck`; default the preset's)."""
     from fullcap.models.detnet import PRESETS
     from fullcap.train.detnet import DetNetTrainConfig, export
     from fullcap.train.detnet import train as run
@@ -112,7 +115,15 @@ def train(
         image_size=image_size,
         train_only=tuple(train_only),
         counts=parse_counts(counts),
-        overrides={} if body_size is None else {"body_size": int(body_size)},
+        overrides={
+            k: v
+            for k, v in (
+                ("body_size", body_size),
+                ("neck_blocks", neck_blocks),
+                ("neck_attention", neck_attention),
+            )
+            if v is not None
+        },
         **({} if hand_w3d is None else {"hand_w3d": float(hand_w3d)}),
         **({} if lambdas is None else dict(zip(LAMBDAS, lambdas, strict=True))),
     )

@@ -68,6 +68,49 @@ class LiteBackbone(nn.Module):
         return self.stage3(self.stage2(self.stage1(self.stem(x))))
 
 
+class GlobalAttention(nn.Module):
+    """Multi-head self-attention over every cell of a feature map, added as a residual.
+
+    Each cell then sees the whole person: whether a limb is the left or the right one depends
+    on which way the body faces, which a convolution's window may not contain. Output
+    projection zero-initialised: the block starts as the identity (fine-tuning starts exactly
+    where the weights it starts from are)."""
+
+    def __init__(self, channels: int, heads: int = 4):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+        nn.init.zeros_(self.attn.out_proj.weight)
+        nn.init.zeros_(self.attn.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        t = x.flatten(2).transpose(1, 2)  # (B, HW, C)
+        q = self.norm(t)
+        t = t + self.attn(q, q, q, need_weights=False)[0]
+        return t.transpose(1, 2).reshape(b, c, h, w)
+
+
+class Neck(nn.Module):
+    """More capacity at the backbone's output resolution: optional global self-attention,
+    then ``blocks`` residual blocks (dilation 2 and 1 alternating). Every part starts as the
+    identity (zero-initialised last batch-norm scale, zero attention output), so a neck added
+    to trained weights changes nothing until it is trained."""
+
+    def __init__(self, channels: int, blocks: int = 0, attention: bool = False):
+        super().__init__()
+        self.attention = GlobalAttention(channels) if attention else nn.Identity()
+        layers = []
+        for i in range(blocks):
+            block = BasicBlock(channels, channels, dilation=2 if i % 2 == 0 else 1)
+            nn.init.zeros_(block.conv2[1].weight)
+            layers.append(block)
+        self.blocks = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.attention(x))
+
+
 class ResNet50(nn.Module):
     """ResNet-50 layout with output stride 8 (stages 3 and 4 dilated); 2048 channels out,
     reduced to ``out_channels`` by a 1x1 convolution."""

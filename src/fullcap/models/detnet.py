@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fullcap.models.backbone import CropEncoder, make_backbone, make_crop_encoder
+from fullcap.models.backbone import CropEncoder, Neck, make_backbone, make_crop_encoder
 from fullcap.models.posenet import PoseMaps, PoseNet
 from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _subset
 
@@ -49,6 +49,10 @@ class DetNetConfig:
     # hand crop encoder: "light" (the first releases; the default, so their configs still load)
     # or "context" (adds a stride-8 context path: see fullcap.models.backbone)
     hand_encoder: str = "light"
+    # extra capacity between backbone and heads (fullcap.models.backbone.Neck); 0 / False in
+    # the first releases (the defaults, so their configs still load)
+    neck_blocks: int = 0
+    neck_attention: bool = False
     basic: tuple[str, ...] = BASIC9
     # Extended keypoints per training source: (head name, keypoint names). Names need not be
     # BODY33 names; a head whose names are not all in BODY33 needs its parents below.
@@ -75,6 +79,13 @@ class DetNetConfig:
                     f"DetNet {name} must be a multiple of {stride} (its network's output "
                     f"stride) and at least {4 * stride}, got {v!r}"
                 )
+        nb = self.neck_blocks
+        if isinstance(nb, bool) or not isinstance(nb, int) or nb < 0:
+            raise ValueError(f"DetNet neck_blocks must be an integer >= 0, got {nb!r}")
+        if not isinstance(self.neck_attention, bool):
+            raise ValueError(
+                f"DetNet neck_attention must be True or False, got {self.neck_attention!r}"
+            )
         parents = dict(self.extended_parents)
         for head, names in self.extended:
             if head == "basic":
@@ -184,6 +195,7 @@ class DetNet(nn.Module):
         self.config = config
         self.backbone = make_backbone(config.backbone)
         c = self.backbone.channels
+        self.neck = Neck(c, config.neck_blocks, config.neck_attention)
         self.basic = PoseNet(c, len(config.basic), len(bones_of(config.basic)), config.hidden)
         bones = {
             name: bones_of(names, config.head_parents(name))
@@ -246,7 +258,7 @@ class DetNet(nn.Module):
         """
         if body.ndim != 4 or body.shape[1] != 3:
             raise ValueError(f"body must have shape (B, 3, H, W), got {tuple(body.shape)}")
-        feats = self.backbone(self.normalise(body))
+        feats = self.neck(self.backbone(self.normalise(body)))
         names = heads if heads is not None else tuple(self.extended.keys())
         extended = {s: self.extended[s](feats) for s in names}
         hands = face = None

@@ -200,7 +200,10 @@ def train(
             the plateau schedule goes on from there.
         init: a new run starts from these weights (a weights file, ``detnet_lite`` or a
             checkpoint): every tensor whose name and shape match is copied, the rest (e.g. a
-            new hand encoder) starts fresh. Ignored when resuming.
+            new hand encoder) starts fresh; tensors of the init that fit nowhere are named in
+            a warning. The run keeps the init's extended heads and its neck
+            (``neck_blocks``, ``neck_attention``) unless ``tc.overrides`` sets them. Ignored
+            when resuming.
     Returns:
         Summary: checkpoint path, step, finished flag, lr, last validation loss, steps/s and
         images/s of this call, batch size, the validation folders.
@@ -233,8 +236,10 @@ def train(
     else:
         config = detnet_config(tc.preset, [r.spec for r in readers], **tc.overrides)
     start = _read_init(init) if init is not None and state is None else None
-    if start is not None:  # keep the heads of the weights we start from
+    if start is not None:  # keep the heads and the neck of the weights we start from
         config = _with_heads(config, start[1])
+        kept = {k: getattr(start[1], k) for k in INHERITED if k not in tc.overrides}
+        config = replace(config, **kept)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tc.seed)
     net = DetNet(config).to(device)
@@ -446,6 +451,10 @@ def _read_init(source: str | Path) -> tuple[dict[str, torch.Tensor], DetNetConfi
         raise ValueError(f"{source} does not fit this DetNet (not DetNet weights: {exc})") from None
 
 
+# Architecture a fine-tune takes from its --init weights unless the run overrides it.
+INHERITED = ("neck_blocks", "neck_attention")
+
+
 def _with_heads(config: DetNetConfig, other: DetNetConfig) -> DetNetConfig:
     """``config`` plus the extended heads of ``other`` that it lacks (after its own)."""
     extra = [(h, n) for h, n in other.extended if h not in dict(config.extended)]
@@ -468,6 +477,10 @@ def _load_init(net: DetNet, tensors: dict[str, torch.Tensor], source: str | Path
     if not any(k.startswith("backbone.") for k in take):
         raise ValueError(f"{source} does not fit this DetNet (no backbone tensor matches)")
     net.load_state_dict(take, strict=False)
+    unused = sorted({".".join(k.split(".")[:2]) for k in tensors if k not in take})
+    if unused:
+        log.warning("not used from %s (no such tensor here, or another shape): %s", source,
+                    ", ".join(unused))  # fmt: skip
     fresh = [k for k in own if k not in take and not k.endswith("num_batches_tracked")]
     return sorted({".".join(k.split(".")[:2]) for k in fresh})
 
