@@ -19,10 +19,11 @@ from fullcap.export.jsonl import read_jsonl
 torch.set_num_threads(1)
 FRAMES = 30
 
-# Bounds: the shipped weights measured 8.7 px, 0.81, 61 mm and 1.24 px on these 30 frames with
-# 1 thread (8.9, 0.81, 62, 1.25 with 2; see docs/model_cards/detnet_lite.md); the bounds leave
-# about a third for other CPUs/torch. Hands: 25 + 24 of 30 frames found, 7.0 px (1 thread;
-# 27 + 24, 8.4 px with 2); the previous hand branch found 20 + 10 at 10.7 px.
+# Bounds: the shipped weights (preview 4) measured 7.96 px, 0.87, 59 mm and 1.25 px on these 30
+# frames with 1 thread (7.85, 0.89, 59, 1.26 with 2; see docs/model_cards/detnet_lite.md); the
+# bounds, set for preview 3 (8.7 px, 0.81, 61 mm, 1.24 px), leave about a third for other
+# CPUs/torch. Hands: 30 + 19 of 30 frames found, 6.4 px (1 thread; 29 + 22, 6.2 px with 2);
+# preview 3 found 25 + 24 at 7.0 px, the hand branch before it 20 + 10 at 10.7 px.
 MAX_BODY_ERR2D_PX = 12.0
 MIN_BODY_PCK2D = 0.7
 MAX_BODY_PA_MPJPE_MM = 80.0
