@@ -227,14 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--neck-blocks",
         type=int,
-        help="residual blocks added after the body backbone (new runs; default: the preset's); "
-        "they start as the identity, so --init weights keep their results at step 0",
+        help="residual blocks added after the body backbone (new runs; default: those of the "
+        "--init weights, else the preset's); they start as the identity, so --init weights "
+        "keep their results at step 0",
     )
     p.add_argument(
         "--neck-attention",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="global self-attention over the body feature map (new runs; default: the preset's)",
+        help="global self-attention over the body feature map (new runs; default: as the "
+        "--init weights, else the preset's)",
     )
     p = tsub.add_parser("detnet-export", parents=[verbose], help="checkpoint -> float16 weights")
     p.add_argument("checkpoint", help="a run's last.pt")

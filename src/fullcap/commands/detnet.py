@@ -95,7 +95,8 @@ def train(
     :class:`fullcap.train.detnet.DetNetTrainConfig` (new runs); ``counts``: ``SOURCE=N``
     strings; ``lambdas``: (lambda_b, lambda_h, lambda_f); ``body_size``: the body input side
     of a new run (a multiple of 8; default the preset's); ``neck_blocks``, ``neck_attention``:
-    the new run's neck (:class:`fullcap.models.backbone.Neck`; default the preset's)."""
+    the new run's neck (:class:`fullcap.models.backbone.Neck`; default: the ``init``
+    weights', else the preset's)."""
     from fullcap.models.detnet import PRESETS
     from fullcap.train.detnet import DetNetTrainConfig, export
     from fullcap.train.detnet import train as run
