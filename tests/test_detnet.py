@@ -548,8 +548,11 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
     kw = dict(steps=1, factor=1, seed=0, workers=0, eval_samples=2, image_size=128, body_size=96)
     kw |= dict(neck_blocks=1, neck_attention=True)
     assert train_command(str(out), "lite", [data], [data], **kw) == 0
-    state = torch.load(out / "last.pt", weights_only=True)
-    cfg = DetNetConfig.from_dict(state["config"])
+
+    def run_config(run):
+        return DetNetConfig.from_dict(torch.load(run / "last.pt", weights_only=True)["config"])
+
+    cfg = run_config(out)
     assert (cfg.body_size, cfg.neck_blocks, cfg.neck_attention) == (96, 1, True)
     loaded = load_detnet(out / "weights.safetensors")
     assert (loaded.config.body_size, loaded.config.neck_blocks) == (96, 1)
@@ -558,15 +561,11 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
     kw = dict(steps=1, factor=1, seed=0, workers=0, eval_samples=2, image_size=128)
     init = str(out / "weights.safetensors")
     assert train_command(str(tmp_path / "ft"), "lite", [data], [data], init=init, **kw) == 0
-    cfg = DetNetConfig.from_dict(
-        torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["config"]
-    )
+    cfg = run_config(tmp_path / "ft")
     assert (cfg.neck_blocks, cfg.neck_attention) == (1, True)
     caplog.clear()
     kw |= dict(init=init, neck_blocks=0, neck_attention=False)
     assert train_command(str(tmp_path / "ft0"), "lite", [data], [data], **kw) == 0
-    cfg = DetNetConfig.from_dict(
-        torch.load(tmp_path / "ft0" / "last.pt", weights_only=True)["config"]
-    )
+    cfg = run_config(tmp_path / "ft0")
     assert (cfg.neck_blocks, cfg.neck_attention) == (0, False)
     assert "not used from" in caplog.text and "neck.blocks" in caplog.text

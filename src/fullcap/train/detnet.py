@@ -236,10 +236,8 @@ def train(
     else:
         config = detnet_config(tc.preset, [r.spec for r in readers], **tc.overrides)
     start = _read_init(init) if init is not None and state is None else None
-    if start is not None:  # keep the heads and the neck of the weights we start from
-        config = _with_heads(config, start[1])
-        kept = {k: getattr(start[1], k) for k in INHERITED if k not in tc.overrides}
-        config = replace(config, **kept)
+    if start is not None:
+        config = _like_init(config, start[1], tc.overrides)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tc.seed)
     net = DetNet(config).to(device)
@@ -455,6 +453,18 @@ def _read_init(source: str | Path) -> tuple[dict[str, torch.Tensor], DetNetConfi
 INHERITED = ("neck_blocks", "neck_attention")
 
 
+def _like_init(config: DetNetConfig, init: DetNetConfig, overrides: dict) -> DetNetConfig:
+    """A fine-tune's config: ``config`` with the extended heads of the weights it starts from
+    and their neck (:data:`INHERITED`, unless ``overrides`` sets it)."""
+    kept = {k: getattr(init, k) for k in INHERITED if k not in overrides}
+    return replace(_with_heads(config, init), **kept)
+
+
+def _module_groups(keys) -> list[str]:
+    """Sorted module names (the first two parts of each tensor name) of ``keys``."""
+    return sorted({".".join(k.split(".")[:2]) for k in keys})
+
+
 def _with_heads(config: DetNetConfig, other: DetNetConfig) -> DetNetConfig:
     """``config`` plus the extended heads of ``other`` that it lacks (after its own)."""
     extra = [(h, n) for h, n in other.extended if h not in dict(config.extended)]
@@ -477,12 +487,12 @@ def _load_init(net: DetNet, tensors: dict[str, torch.Tensor], source: str | Path
     if not any(k.startswith("backbone.") for k in take):
         raise ValueError(f"{source} does not fit this DetNet (no backbone tensor matches)")
     net.load_state_dict(take, strict=False)
-    unused = sorted({".".join(k.split(".")[:2]) for k in tensors if k not in take})
+    unused = _module_groups(k for k in tensors if k not in take)
     if unused:
         log.warning("not used from %s (no such tensor here, or another shape): %s", source,
                     ", ".join(unused))  # fmt: skip
     fresh = [k for k in own if k not in take and not k.endswith("num_batches_tracked")]
-    return sorted({".".join(k.split(".")[:2]) for k in fresh})
+    return _module_groups(fresh)
 
 
 def export(checkpoint: str | Path, out: str | Path) -> Path:
