@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import replace
 
@@ -569,3 +570,111 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
     cfg = run_config(tmp_path / "ft0")
     assert (cfg.neck_blocks, cfg.neck_attention) == (0, False)
     assert "not used from" in caplog.text and "neck.blocks" in caplog.text
+
+
+# ----------------------------------------------------------------------------- refiner
+def test_refiner_starts_as_the_identity_and_fits():
+    """A refiner added to DetNet changes no 3D keypoint at first (zero last layer), reads the
+    heads it names, learns a correction, and its settings are checked; old configs load."""
+    from fullcap.models.refiner import KeypointRefiner
+
+    torch.manual_seed(0)
+    base_cfg = DetNetConfig.from_preset("lite", body_size=64, hand_size=32, face_size=32)
+    cfg = replace(base_cfg, refiner_inputs=("basic", "humbi"), refiner_hidden=32)
+    net = DetNet(cfg).eval()
+    assert net.heads_for("humbi") == ("humbi",) and net.heads_for("basic") == ()
+    x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        out = net(x, heads=net.heads_for("humbi"))
+        uv, _, xyz = net.body_keypoints(out, "humbi")
+        ref = decode(out.extended["humbi"])
+        assert torch.equal(uv, ref[0]) and torch.equal(xyz, ref[2])
+        assert net.refiner_features(out).shape == (2, 6 * (9 + 33))
+        net.refiner.out.bias.fill_(0.01)
+        moved = net.body_keypoints(out, "humbi")[2]
+    torch.testing.assert_close(moved, ref[2] + 0.01)
+    assert DetNetConfig.from_dict(cfg.to_dict()) == cfg
+    old = base_cfg.to_dict()
+    for k in ("refiner_inputs", "refiner_output", "refiner_hidden", "refiner_blocks"):
+        del old[k]  # configs written before the refiner existed
+    assert DetNetConfig.from_dict(old) == base_cfg and DetNet(base_cfg).refiner is None
+    for bad in (
+        dict(refiner_inputs=("nope",)),
+        dict(refiner_inputs=("basic",), refiner_output="basic"),
+        dict(refiner_inputs=("basic",), refiner_hidden=0),
+    ):
+        with pytest.raises(ValueError, match="refiner"):
+            replace(base_cfg, **bad)
+    # it learns: a fixed offset of the 3D keypoints that depends on the features
+    r = KeypointRefiner(12, 4, hidden=32, blocks=1, dropout=0.0)
+    feats, base = torch.randn(64, 12), torch.randn(64, 4, 3)
+    target = base + 0.1 * feats[:, :1, None]
+    r.set_normalisation(feats)
+    with pytest.raises(ValueError, match="refiner expects"):
+        r(feats[:, :5], base)
+    opt = torch.optim.Adam(r.parameters(), 1e-2)
+    before = (r(feats, base) - target).norm(dim=-1).mean().item()
+    for _ in range(150):
+        opt.zero_grad()
+        loss = (r(feats, base) - target).norm(dim=-1).mean()
+        loss.backward()
+        opt.step()
+    assert loss.item() < before / 4, (before, loss.item())
+
+
+def test_train_refiner_resumes_exports_and_is_used(trained, shard_dirs, tmp_path, caplog):
+    """``fullcap train refiner``'s loop: a run stopped after one epoch and resumed ends where
+    an unbroken run does, reuses its stored features, writes a DetNet with the refiner that
+    loads, is evaluated (``refined_*``) and is what capture reads."""
+    from fullcap.capture.estimators import DetNetEstimator
+    from fullcap.train.refiner import RefinerTrainConfig, train_refiner
+
+    a, _, _ = trained
+    weights = export(a / "last.pt", tmp_path / "w.safetensors")
+    data = (shard_dirs["mtc_like"], shard_dirs["h36m_like"])
+    tc = RefinerTrainConfig(
+        weights=str(weights), data=data, val=data, hidden=16, passes=1, epochs=2,
+        batch_size=4, val_samples=8, image_size=128,
+    )  # fmt: skip
+    straight = train_refiner(tmp_path / "a", tc)
+    assert train_refiner(tmp_path / "b", tc, run_epochs=1) is None
+    stored = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "b" / "features").iterdir()}
+    assert len(stored) == 4  # two training folders x one pass, two validation folders
+    resumed = train_refiner(tmp_path / "b", RefinerTrainConfig())  # settings from the checkpoint
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "b" / "features").iterdir()} == stored
+    sa = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    sb = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert sa["epoch"] == sb["epoch"] == 2
+    for k, v in sa["refiner"].items():
+        torch.testing.assert_close(sb["refiner"][k], v, msg=k)
+    rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(0 <= r["mtc_refined"] <= 1 and 0 <= r["h36m_basic"] <= 1 for r in rows)
+    net, plain = load_detnet(resumed), load_detnet(weights)
+    assert straight.is_file() and net.refiner is not None and net.config.refiner_hidden == 16
+    for k, v in plain.state_dict().items():  # DetNet itself stayed frozen
+        torch.testing.assert_close(net.state_dict()[k], v, msg=k)
+    report = evaluate(net, [shard_dirs["mtc_like"]], samples=8, image_size=128)["mtc_like"]
+    assert 0 <= report["refined_pck150_pa"] <= 1 and 0 <= report["refined_eval14_pck150_pa"] <= 1
+    assert (
+        "refined_pck150_pa" not in evaluate(plain, [shard_dirs["mtc_like"]], 8, 8, 128)["mtc_like"]
+    )
+    with torch.no_grad():
+        net.refiner.out.bias.fill_(0.05)  # a visible correction: capture must carry it
+    image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    box = np.array([20.0, 10.0, 100.0, 90.0])
+    got = DetNetEstimator(net, hands=False, face=False)(image, box)
+    ref = DetNetEstimator(plain, hands=False, face=False)(image, box)
+    np.testing.assert_allclose(got.body.uv, ref.body.uv, atol=1e-3)
+    assert not np.allclose(got.body.xyz, ref.body.xyz, atol=1e-3)
+    with pytest.raises(ValueError, match="training"):
+        train_refiner(tmp_path / "c", RefinerTrainConfig(weights=str(weights)))
+    # a DetNet fine-tune from refined weights drops the refiner (it fits those weights only)
+    ft = DetNetTrainConfig(
+        data=data, val=data, steps=1, eval_every=1, val_batches=1, image_size=128, overrides=TINY
+    )
+    with caplog.at_level(logging.WARNING):
+        train(tmp_path / "ft", ft, workers=0, init=str(resumed))
+    assert "keypoint refiner: dropped" in caplog.text
+    state = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
+    assert not state["config"]["refiner_inputs"] and not any("refiner" in k for k in state["model"])

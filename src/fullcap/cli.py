@@ -238,6 +238,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="global self-attention over the body feature map (new runs; default: as the "
         "--init weights, else the preset's)",
     )
+    p = tsub.add_parser(
+        "refiner", parents=[verbose, device], help="DetNet's keypoint refiner (resumable)"
+    )
+    p.add_argument(
+        "--weights", default="detnet_lite", help="the DetNet (file or 'detnet_lite'); kept frozen"
+    )
+    p.add_argument("--data", nargs="*", default=(), help="training shard folders with 3D labels")
+    p.add_argument("--val", nargs="*", default=(), help="validation shard folders")
+    p.add_argument("--out", default="runs/refiner", help="run folder; resumes if it exists")
+    p.add_argument(
+        "--inputs",
+        nargs="+",
+        default=("basic", "humbi", "h36m"),
+        metavar="HEAD",
+        help="the body heads it reads (default: basic humbi h36m)",
+    )
+    p.add_argument("--output", default="humbi", help="the head it refines (default: humbi)")
+    p.add_argument("--hidden", type=int, default=512, help="MLP width (default: 512)")
+    p.add_argument("--blocks", type=int, default=2, help="residual blocks (default: 2)")
+    p.add_argument(
+        "--passes",
+        type=int,
+        default=2,
+        help="passes over the training images, each freshly augmented (default: 2)",
+    )
+    p.add_argument("--epochs", type=int, default=30, help="(default: 30)")
+    p.add_argument("--seed", type=int, default=0)
     p = tsub.add_parser("detnet-export", parents=[verbose], help="checkpoint -> float16 weights")
     p.add_argument("checkpoint", help="a run's last.pt")
     p.add_argument("out", help="weights file (.safetensors)")
@@ -400,9 +427,15 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return cmd_train_iknet(
                 args.part, args.out, args.steps, args.batch_size, args.seed, args.workers
             )
-        if args.train_command in ("detnet", "detnet-data", "detnet-export"):
+        if args.train_command in ("detnet", "detnet-data", "detnet-export", "refiner"):
             from fullcap.commands import detnet
 
+            if args.train_command == "refiner":
+                return detnet.train_refiner(
+                    args.out, args.weights, args.data, args.val, args.inputs, args.output,
+                    args.hidden, args.blocks, args.passes, args.epochs, args.seed,
+                    device=resolve_device(args.device), progress=sys.stderr.isatty(),
+                )  # fmt: skip
             if args.train_command == "detnet-export":
                 return detnet.export(args.checkpoint, args.out)
 

@@ -73,10 +73,9 @@ class DetNetEstimator:
         img = img.to(self.device).float()  # once per frame, not once per crop
         s = cfg.body_size
         box_t = torch.as_tensor(np.asarray(box, np.float32), device=self.device)[None]
-        out = net(_crop(img, box_t, s), heads=(self.head,))
-        maps = out.extended[self.head]
-        uv, conf, xyz = decode(maps)
-        uv = _to_image(uv, maps.K.shape[-1], box_t)[:, self.body_index]
+        out = net(_crop(img, box_t, s), heads=net.heads_for(self.head))
+        uv, conf, xyz = net.body_keypoints(out, self.head)  # refined 3D if it has a refiner
+        uv = _to_image(uv, cfg.body_map_size, box_t)[:, self.body_index]
         conf, xyz = conf[:, self.body_index], xyz[:, self.body_index]
         xyz = xyz - xyz[:, BODY33.index("pelvis") : BODY33.index("pelvis") + 1]
         body = Keypoints(BODY33, *_np(uv[0], xyz[0], conf[0]))

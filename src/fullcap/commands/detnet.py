@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cross_dataset", "data", "evaluate", "export", "train"]
+__all__ = ["cross_dataset", "data", "evaluate", "export", "train", "train_refiner"]
 
 ALL_SOURCES = ("mtc_like", "h36m_like", "humbi_like", "coco_like", "hand_like", "face_like")
 LAMBDAS = ("lambda_b", "lambda_h", "lambda_f")
@@ -151,6 +151,43 @@ def train(
     weights = export(summary["checkpoint"], Path(out) / "weights.safetensors")
     print(f"weights:    {weights}")
     return evaluate(str(weights), summary["val"], eval_samples, device=device, as_json=False)
+
+
+def train_refiner(
+    out: str,
+    weights: str,
+    data: Sequence[str],
+    val: Sequence[str],
+    inputs: Sequence[str],
+    output: str,
+    hidden: int,
+    blocks: int,
+    passes: int,
+    epochs: int,
+    seed: int,
+    device: Any = "cpu",
+    progress: bool = False,
+) -> int:
+    """Train (or resume) the keypoint refiner of DetNet ``weights`` in ``out``
+    (:mod:`fullcap.train.refiner`); writes ``OUT/detnet_refined.safetensors``."""
+    from fullcap.train.refiner import RefinerTrainConfig
+    from fullcap.train.refiner import train_refiner as run
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    tc = RefinerTrainConfig(
+        weights=str(weights),
+        data=tuple(str(d) for d in data),
+        val=tuple(str(v) for v in val),
+        inputs=tuple(inputs),
+        output=output,
+        hidden=hidden,
+        blocks=blocks,
+        passes=passes,
+        epochs=epochs,
+        seed=seed,
+    )
+    run(out, tc, device, progress)
+    return 0
 
 
 def parse_counts(items: Sequence[str]) -> dict[str, int]:

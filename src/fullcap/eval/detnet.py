@@ -15,6 +15,8 @@ Protocol (decisions written here):
   detection errors cost 3D accuracy; the gap between the two measures how much).
 - ``truez_*`` and ``truexy_*``: the predictions with their depth (camera z), or their in-plane
   coordinates (camera x, y), replaced by the truth: which of the two limits the 3D accuracy.
+- ``refined_*`` (and ``refined_eval14_*``): the same with the 3D keypoints of the keypoint
+  refiner (:mod:`fullcap.models.refiner`; what capture uses), for weights that have one.
 - ``meanpose_*``: the baseline a network must beat: one constant pose (the mean of the
   evaluated targets, so slightly optimistic) predicted for every sample.
 - Body 2D: ``pck2d`` on the basic keypoints inside the image, threshold 0.1 x the person
@@ -101,6 +103,13 @@ def _run(net: DetNet, batch: DetNetBatch) -> dict:
         out = forward(net, batch)
     pred = {"basic": decode(out.basic), "basic_at_gt": read_at(out.basic, batch.basic.uv)}
     pred |= {f"ext/{k}": decode(v) for k, v in out.extended.items()}
+    if net.refiner is not None:  # its 3D of the basic keypoints (and of EVAL14 if it has them)
+        head = net.config.refiner_output
+        names = dict(net.config.extended)[head]
+        xyz = net.body_keypoints(out, head)[2]
+        pred["refined"] = xyz[:, [names.index(n) for n in net.config.basic]]
+        if set(EVAL14) <= set(names):
+            pred["refined14"] = xyz[:, [names.index(n) for n in EVAL14]]
     if out.hands is not None:
         pred["hands"] = decode(out.hands)
         pred["hands_at_gt"] = read_at(out.hands, batch.hands.targets.uv)
@@ -150,13 +159,17 @@ def evaluate_reader(
         for key, axes in _TRUE_AXES:
             acc.add(key, *pa_errors(_with_true(xyz, t.xyz, axes), t.xyz, valid3d, min_points=5))
         truth.append((t.xyz, valid3d))
+        if "refined" in pred:
+            acc.add("refined", *pa_errors(pred["refined"], t.xyz, valid3d, min_points=5))
         ht = batch.extended.get("humbi")
         if ht is not None and "ext/humbi" in pred:
-            _, _, hxyz = pred["ext/humbi"]
             tt = ht.targets
             v = (tt.valid2d & tt.has3d[:, None])[:, _EVAL14]
-            err, m = pa_errors(hxyz[ht.rows][:, _EVAL14], tt.xyz[:, _EVAL14], v, min_points=5)
-            acc.add("eval14", err, m)
+            heads = [("eval14", pred["ext/humbi"][2][:, _EVAL14])]
+            if "refined14" in pred:
+                heads.append(("refined_eval14", pred["refined14"]))
+            for key, xyz14 in heads:
+                acc.add(key, *pa_errors(xyz14[ht.rows], tt.xyz[:, _EVAL14], v, min_points=5))
         if batch.hands is not None and "hands" in pred:
             huv, _, hxyz = pred["hands"]
             ht = batch.hands.targets
@@ -202,6 +215,8 @@ def evaluate_reader(
         *((key, f"{key}_") for key, _ in _TRUE_AXES),
         ("mean", "meanpose_"),
         ("eval14", "eval14_"),
+        ("refined", "refined_"),
+        ("refined_eval14", "refined_eval14_"),
     )
     for key, name in families:
         r = acc.get(key)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fullcap.models.backbone import CropEncoder, Neck, make_backbone, make_crop_encoder
-from fullcap.models.posenet import PoseMaps, PoseNet
+from fullcap.models.posenet import PoseMaps, PoseNet, decode
+from fullcap.models.refiner import FEATURES_PER_KEYPOINT, KeypointRefiner, keypoint_features
 from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _subset
 
 BODY_STRIDE = 8  # backbone output stride: body maps are body_size // 8 pixels wide
@@ -53,6 +54,13 @@ class DetNetConfig:
     # the first releases (the defaults, so their configs still load)
     neck_blocks: int = 0
     neck_attention: bool = False
+    # the keypoint refiner (fullcap.models.refiner): the heads it reads ("basic" and extended
+    # head names; empty: no refiner, as in the first releases), the extended head whose 3D
+    # keypoints it refines, and its size
+    refiner_inputs: tuple[str, ...] = ()
+    refiner_output: str = "humbi"
+    refiner_hidden: int = 512
+    refiner_blocks: int = 2
     basic: tuple[str, ...] = BASIC9
     # Extended keypoints per training source: (head name, keypoint names). Names need not be
     # BODY33 names; a head whose names are not all in BODY33 needs its parents below.
@@ -86,6 +94,18 @@ class DetNetConfig:
             raise ValueError(
                 f"DetNet neck_attention must be True or False, got {self.neck_attention!r}"
             )
+        if self.refiner_inputs:
+            heads = ("basic", *(h for h, _ in self.extended))
+            unknown = [h for h in (*self.refiner_inputs, self.refiner_output) if h not in heads]
+            if unknown or self.refiner_output == "basic":
+                raise ValueError(
+                    f"DetNet refiner heads {unknown or ['basic']} are not extended heads of "
+                    f"this network; it has {list(heads)} (the output must be an extended head)"
+                )
+            for name, least in (("refiner_hidden", 1), ("refiner_blocks", 0)):
+                v = getattr(self, name)
+                if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                    raise ValueError(f"DetNet {name} must be an integer >= {least}, got {v!r}")
         parents = dict(self.extended_parents)
         for head, names in self.extended:
             if head == "basic":
@@ -136,6 +156,7 @@ class DetNetConfig:
     def from_dict(cls, d: dict) -> DetNetConfig:
         d = dict(d)
         d["basic"] = tuple(d["basic"])
+        d["refiner_inputs"] = tuple(d.get("refiner_inputs", ()))
         d["extended"] = tuple((s, tuple(names)) for s, names in d["extended"])
         d["extended_parents"] = tuple(
             (s, tuple(int(i) for i in p)) for s, p in d.get("extended_parents", ())
@@ -209,6 +230,13 @@ class DetNet(nn.Module):
         )
         for name, b in bones.items():
             self.register_buffer(f"bones_{name}", b, persistent=False)
+        self.refiner: KeypointRefiner | None = None
+        if config.refiner_inputs:
+            sizes = {"basic": len(config.basic)} | {h: len(n) for h, n in config.extended}
+            n_in = FEATURES_PER_KEYPOINT * sum(sizes[h] for h in config.refiner_inputs)
+            self.refiner = KeypointRefiner(
+                n_in, sizes[config.refiner_output], config.refiner_hidden, config.refiner_blocks
+            )
         self.hand_encoder = make_crop_encoder(config.hand_encoder, config.crop_width)
         self.hand_net = PoseNet(config.crop_width + c, 21, len(HAND_BONES), config.hidden)
         self.face_encoder = CropEncoder(config.crop_width)
@@ -223,6 +251,30 @@ class DetNet(nn.Module):
     def bones(self, head: str) -> torch.Tensor:
         """(n_bones, 2) (child, parent) pairs of the basic head or a source's extended head."""
         return getattr(self, f"bones_{head}")
+
+    def heads_for(self, head: str) -> tuple[str, ...]:
+        """The extended heads to run for ``head``'s keypoints (see :meth:`body_keypoints`): the
+        head itself and, where the refiner refines it, the heads the refiner reads."""
+        names = (head,) if head != "basic" else ()
+        if self.refiner is not None and head == self.config.refiner_output:
+            names += tuple(h for h in self.config.refiner_inputs if h != "basic")
+        return tuple(dict.fromkeys(names))
+
+    def refiner_features(self, out: DetNetOutput) -> torch.Tensor:
+        """The refiner's input (B, F): :func:`keypoint_features` of the heads it reads."""
+        maps = {"basic": out.basic} | out.extended
+        return torch.cat([keypoint_features(maps[h])[0] for h in self.config.refiner_inputs], 1)
+
+    def body_keypoints(
+        self, out: DetNetOutput, head: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(uv, confidence, xyz) of the basic head or an extended head, as
+        :func:`fullcap.models.posenet.decode`; where the refiner refines ``head``, xyz is the
+        refiner's (``out`` must then hold the heads of :meth:`heads_for`)."""
+        uv, conf, xyz = decode(out.basic if head == "basic" else out.extended[head])
+        if self.refiner is not None and head == self.config.refiner_output:
+            xyz = self.refiner(self.refiner_features(out), xyz)
+        return uv, conf, xyz
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float images (N, 3, H, W), RGB -> normalised float."""

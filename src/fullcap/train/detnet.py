@@ -487,6 +487,13 @@ def _load_init(net: DetNet, tensors: dict[str, torch.Tensor], source: str | Path
     if not any(k.startswith("backbone.") for k in take):
         raise ValueError(f"{source} does not fit this DetNet (no backbone tensor matches)")
     net.load_state_dict(take, strict=False)
+    if any(k.startswith("refiner.") for k in tensors):
+        log.warning(
+            "%s has a keypoint refiner: dropped, it fits those weights only; train one for "
+            "this run's weights afterwards with `fullcap train refiner`",
+            source,
+        )
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("refiner.")}
     unused = _module_groups(k for k in tensors if k not in take)
     if unused:
         log.warning("not used from %s (no such tensor here, or another shape): %s", source,

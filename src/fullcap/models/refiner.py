@@ -1,0 +1,74 @@
+"""The keypoint refiner: DetNet's 3D body keypoints corrected from all its body heads at once.
+
+DetNet reads each keypoint's 3D position from its location map at the detected 2D position,
+one keypoint at a time, so a keypoint detected on the wrong limb (the left/right swaps of the
+model card), a bone of the wrong length or a depth that the map got wrong stays wrong. The
+refiner is a residual MLP that sees every keypoint of the heads it reads (normalised 2D
+position, confidence and 3D position per keypoint, ``FEATURES_PER_KEYPOINT`` numbers) and
+returns a correction of the output head's 3D keypoints: a learnt pose prior over the whole
+body. It is trained after DetNet, on DetNet's own outputs over the training images with
+DetNet frozen (``fullcap train refiner``), and ships inside the DetNet weights file.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fullcap.models.posenet import PoseMaps, decode
+
+FEATURES_PER_KEYPOINT = 6  # u, v (map side = 1, centred), confidence, x, y, z
+
+
+def keypoint_features(maps: PoseMaps) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (B, P * 6), xyz (B, P, 3)) of one head's maps (see the module doc)."""
+    uv, conf, xyz = decode(maps)
+    side = maps.K.new_tensor([maps.K.shape[-1], maps.K.shape[-2]])
+    f = torch.cat([uv / side - 0.5, conf[..., None], xyz], dim=-1)
+    return f.flatten(1), xyz
+
+
+class KeypointRefiner(nn.Module):
+    """Residual MLP: features (B, in_features) and base 3D keypoints (B, P, 3) -> refined
+    (B, P, 3). Starts as the identity (zero last layer); ``mean``/``std`` standardise the
+    features (set from the training features by :meth:`set_normalisation`)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        n_keypoints: int,
+        hidden: int = 512,
+        blocks: int = 2,
+        dropout: float = 0.2,
+    ):
+        super().__init__()
+        self.n_keypoints = n_keypoints
+        self.register_buffer("mean", torch.zeros(in_features))
+        self.register_buffer("std", torch.ones(in_features))
+        self.inp = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Dropout(dropout)
+            )
+            for _ in range(blocks)
+        )
+        self.out = nn.Linear(hidden, 3 * n_keypoints)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    @torch.no_grad()
+    def set_normalisation(self, features: torch.Tensor) -> None:
+        """Standardise inputs with the mean and spread of ``features`` (N, in_features)."""
+        self.mean.copy_(features.mean(0))
+        self.std.copy_(features.std(0).clamp(min=1e-3))
+
+    def forward(self, features: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+        if features.shape[-1] != self.mean.shape[0] or xyz.shape[1:] != (self.n_keypoints, 3):
+            raise ValueError(
+                f"refiner expects features (B, {self.mean.shape[0]}) and xyz (B, "
+                f"{self.n_keypoints}, 3), got {tuple(features.shape)} and {tuple(xyz.shape)}"
+            )
+        h = self.inp((features - self.mean) / self.std)
+        for block in self.blocks:
+            h = h + block(h)
+        return xyz + self.out(h).reshape(xyz.shape)
