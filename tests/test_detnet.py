@@ -594,14 +594,24 @@ def test_refiner_starts_as_the_identity_and_fits():
         moved = net.body_keypoints(out, "humbi")[2]
     torch.testing.assert_close(moved, ref[2] + 0.01)
     assert DetNetConfig.from_dict(cfg.to_dict()) == cfg
+    hand_net = DetNet(replace(base_cfg, hand_refiner_hidden=16)).eval()
+    crops = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    boxes = torch.tensor([[0, 0, 0, 20, 20], [1, 10, 10, 40, 40], [1, 5, 5, 30, 30.0]])
+    with torch.no_grad():
+        hmaps = hand_net(x, crops, boxes, torch.tensor([True, False, False]), heads=()).hands
+        torch.testing.assert_close(hand_net.hand_keypoints(hmaps)[2], decode(hmaps)[2])
+        hand_net.hand_refiner.out.bias.fill_(0.02)
+        torch.testing.assert_close(hand_net.hand_keypoints(hmaps)[2], decode(hmaps)[2] + 0.02)
     old = base_cfg.to_dict()
     for k in ("refiner_inputs", "refiner_output", "refiner_hidden", "refiner_blocks"):
-        del old[k]  # configs written before the refiner existed
+        del old[k]  # configs written before the refiners existed
+    del old["hand_refiner_hidden"], old["hand_refiner_blocks"]
     assert DetNetConfig.from_dict(old) == base_cfg and DetNet(base_cfg).refiner is None
     for bad in (
         dict(refiner_inputs=("nope",)),
         dict(refiner_inputs=("basic",), refiner_output="basic"),
         dict(refiner_inputs=("basic",), refiner_hidden=0),
+        dict(hand_refiner_hidden=-1),
     ):
         with pytest.raises(ValueError, match="refiner"):
             replace(base_cfg, **bad)
@@ -669,6 +679,23 @@ def test_train_refiner_resumes_exports_and_is_used(trained, shard_dirs, tmp_path
     assert not np.allclose(got.body.xyz, ref.body.xyz, atol=1e-3)
     with pytest.raises(ValueError, match="training"):
         train_refiner(tmp_path / "c", RefinerTrainConfig(weights=str(weights)))
+    # the hand refiner, trained on the body-refined weights, keeps the body refiner
+    hands = (shard_dirs["hand_like"], shard_dirs["mtc_like"])
+    htc = replace(tc, weights=str(resumed), part="hand", data=hands, val=hands, epochs=1)
+    both = load_detnet(train_refiner(tmp_path / "h", htc))
+    assert both.hand_refiner is not None and both.config.refiner_inputs == net.config.refiner_inputs
+    for k, v in load_detnet(resumed).refiner.state_dict().items():
+        torch.testing.assert_close(both.refiner.state_dict()[k], v, msg=k)
+    rows = [json.loads(x) for x in (tmp_path / "h" / "metrics.jsonl").read_text().splitlines()]
+    assert 0 <= rows[0]["hand_refined"] <= 1 and 0 <= rows[0]["hand_hand"] <= 1
+    report = evaluate(both, [shard_dirs["hand_like"]], samples=8, image_size=128)["hand_like"]
+    assert 0 <= report["refined_hand_auc_20_50"] <= 1 and report["refined_hand_epe_mm"] > 0
+    with torch.no_grad():
+        both.hand_refiner.out.bias.fill_(0.05)
+    est = DetNetEstimator(both, face=False)(image, box)
+    plain_hands = DetNetEstimator(plain, face=False)(image, box)
+    np.testing.assert_allclose(est.left_hand.uv, plain_hands.left_hand.uv, atol=1e-2)
+    assert not np.allclose(est.right_hand.xyz, plain_hands.right_hand.xyz, atol=1e-3)
     # a DetNet fine-tune from refined weights drops the refiner (it fits those weights only)
     ft = DetNetTrainConfig(
         data=data, val=data, steps=1, eval_every=1, val_batches=1, image_size=128, overrides=TINY

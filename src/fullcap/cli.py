@@ -244,17 +244,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weights", default="detnet_lite", help="the DetNet (file or 'detnet_lite'); kept frozen"
     )
+    p.add_argument(
+        "--part", choices=("body", "hand"), default="body", help="which refiner (default: body)"
+    )
     p.add_argument("--data", nargs="*", default=(), help="training shard folders with 3D labels")
     p.add_argument("--val", nargs="*", default=(), help="validation shard folders")
     p.add_argument("--out", default="runs/refiner", help="run folder; resumes if it exists")
     p.add_argument(
         "--inputs",
         nargs="+",
-        default=("basic", "humbi", "h36m"),
+        default=("basic", "humbi"),
         metavar="HEAD",
-        help="the body heads it reads (default: basic humbi h36m)",
+        help="the body heads the body refiner reads (default: basic humbi)",
     )
-    p.add_argument("--output", default="humbi", help="the head it refines (default: humbi)")
+    p.add_argument(
+        "--output", default="humbi", help="the head the body refiner refines (default: humbi)"
+    )
     p.add_argument("--hidden", type=int, default=512, help="MLP width (default: 512)")
     p.add_argument("--blocks", type=int, default=2, help="residual blocks (default: 2)")
     p.add_argument(
@@ -432,8 +437,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
             if args.train_command == "refiner":
                 return detnet.train_refiner(
-                    args.out, args.weights, args.data, args.val, args.inputs, args.output,
-                    args.hidden, args.blocks, args.passes, args.epochs, args.seed,
+                    args.out, args.weights, args.part, args.data, args.val, args.inputs,
+                    args.output, args.hidden, args.blocks, args.passes, args.epochs, args.seed,
                     device=resolve_device(args.device), progress=sys.stderr.isatty(),
                 )  # fmt: skip
             if args.train_command == "detnet-export":

@@ -94,7 +94,7 @@ class DetNetEstimator:
             hmaps = net._part(
                 net.hand_encoder, net.hand_net, crops, in_body(boxes), is_left, out.features
             )
-            huv, hconf, hxyz = decode(hmaps)
+            huv, hconf, hxyz = net.hand_keypoints(hmaps)  # refined 3D if it has a refiner
             side = hmaps.K.shape[-1]
             huv = torch.where(  # un-mirror the left hand's map coordinates
                 is_left[:, None, None], torch.stack([side - huv[..., 0], huv[..., 1]], -1), huv

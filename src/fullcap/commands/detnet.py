@@ -156,6 +156,7 @@ def train(
 def train_refiner(
     out: str,
     weights: str,
+    part: str,
     data: Sequence[str],
     val: Sequence[str],
     inputs: Sequence[str],
@@ -168,14 +169,15 @@ def train_refiner(
     device: Any = "cpu",
     progress: bool = False,
 ) -> int:
-    """Train (or resume) the keypoint refiner of DetNet ``weights`` in ``out``
-    (:mod:`fullcap.train.refiner`); writes ``OUT/detnet_refined.safetensors``."""
+    """Train (or resume) the body or hand (``part``) keypoint refiner of DetNet ``weights`` in
+    ``out`` (:mod:`fullcap.train.refiner`); writes ``OUT/detnet_refined.safetensors``."""
     from fullcap.train.refiner import RefinerTrainConfig
     from fullcap.train.refiner import train_refiner as run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tc = RefinerTrainConfig(
         weights=str(weights),
+        part=part,
         data=tuple(str(d) for d in data),
         val=tuple(str(v) for v in val),
         inputs=tuple(inputs),

@@ -15,8 +15,9 @@ Protocol (decisions written here):
   detection errors cost 3D accuracy; the gap between the two measures how much).
 - ``truez_*`` and ``truexy_*``: the predictions with their depth (camera z), or their in-plane
   coordinates (camera x, y), replaced by the truth: which of the two limits the 3D accuracy.
-- ``refined_*`` (and ``refined_eval14_*``): the same with the 3D keypoints of the keypoint
-  refiner (:mod:`fullcap.models.refiner`; what capture uses), for weights that have one.
+- ``refined_*`` (and ``refined_eval14_*``, ``refined_hand_*``): the same with the 3D
+  keypoints of the keypoint refiners (:mod:`fullcap.models.refiner`; what capture uses), for
+  weights that have them.
 - ``meanpose_*``: the baseline a network must beat: one constant pose (the mean of the
   evaluated targets, so slightly optimistic) predicted for every sample.
 - Body 2D: ``pck2d`` on the basic keypoints inside the image, threshold 0.1 x the person
@@ -112,6 +113,8 @@ def _run(net: DetNet, batch: DetNetBatch) -> dict:
             pred["refined14"] = xyz[:, [names.index(n) for n in EVAL14]]
     if out.hands is not None:
         pred["hands"] = decode(out.hands)
+        if net.hand_refiner is not None:
+            pred["hands_refined"] = net.hand_keypoints(out.hands)[2]
         pred["hands_at_gt"] = read_at(out.hands, batch.hands.targets.uv)
     if out.face is not None:
         pred["face"] = decode(out.face)
@@ -176,6 +179,9 @@ def evaluate_reader(
             m3 = ht.labelled & ht.has3d[:, None]
             e3 = root_aligned_errors(hxyz, ht.xyz, _MIDDLE1, batch.hands.scale) * 1000.0
             acc.add("hand3d", e3, m3)
+            if "hands_refined" in pred:
+                e3 = root_aligned_errors(pred["hands_refined"], ht.xyz, _MIDDLE1, batch.hands.scale)
+                acc.add("hand3d_refined", e3 * 1000.0, m3)
             at_gt = pred["hands_at_gt"]
             e3 = root_aligned_errors(at_gt, ht.xyz, _MIDDLE1, batch.hands.scale) * 1000.0
             acc.add("hand3d_oracle", e3, m3)
@@ -230,6 +236,7 @@ def evaluate_reader(
         ("hand3d_oracle", "oracle2d_"),
         *((f"hand3d_{key}", f"{key}_") for key, _ in _TRUE_AXES),
         ("hand3d_mean", "meanpose_"),
+        ("hand3d_refined", "refined_"),
     )
     for key, name in hand_families:
         if (r := acc.get(key)) is not None and r[1].any():

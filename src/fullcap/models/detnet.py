@@ -61,6 +61,9 @@ class DetNetConfig:
     refiner_output: str = "humbi"
     refiner_hidden: int = 512
     refiner_blocks: int = 2
+    # the hand keypoint refiner's width (0: none, as in the first releases) and depth
+    hand_refiner_hidden: int = 0
+    hand_refiner_blocks: int = 2
     basic: tuple[str, ...] = BASIC9
     # Extended keypoints per training source: (head name, keypoint names). Names need not be
     # BODY33 names; a head whose names are not all in BODY33 needs its parents below.
@@ -106,6 +109,10 @@ class DetNetConfig:
                 v = getattr(self, name)
                 if isinstance(v, bool) or not isinstance(v, int) or v < least:
                     raise ValueError(f"DetNet {name} must be an integer >= {least}, got {v!r}")
+        for name in ("hand_refiner_hidden", "hand_refiner_blocks"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"DetNet {name} must be an integer >= 0, got {v!r}")
         parents = dict(self.extended_parents)
         for head, names in self.extended:
             if head == "basic":
@@ -237,6 +244,12 @@ class DetNet(nn.Module):
             self.refiner = KeypointRefiner(
                 n_in, sizes[config.refiner_output], config.refiner_hidden, config.refiner_blocks
             )
+        self.hand_refiner: KeypointRefiner | None = None
+        if config.hand_refiner_hidden:
+            n = len(HAND21_SET.names)
+            self.hand_refiner = KeypointRefiner(
+                FEATURES_PER_KEYPOINT * n, n, config.hand_refiner_hidden, config.hand_refiner_blocks
+            )
         self.hand_encoder = make_crop_encoder(config.hand_encoder, config.crop_width)
         self.hand_net = PoseNet(config.crop_width + c, 21, len(HAND_BONES), config.hidden)
         self.face_encoder = CropEncoder(config.crop_width)
@@ -274,6 +287,14 @@ class DetNet(nn.Module):
         uv, conf, xyz = decode(out.basic if head == "basic" else out.extended[head])
         if self.refiner is not None and head == self.config.refiner_output:
             xyz = self.refiner(self.refiner_features(out), xyz)
+        return uv, conf, xyz
+
+    def hand_keypoints(self, maps: PoseMaps) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(uv, confidence, xyz) of hand maps (in the crops' frame: left hands mirrored), as
+        :func:`fullcap.models.posenet.decode`; xyz from the hand refiner when there is one."""
+        features, (uv, conf, xyz) = keypoint_features(maps)
+        if self.hand_refiner is not None:
+            xyz = self.hand_refiner(features, xyz)
         return uv, conf, xyz
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The keypoint refiner: DetNet's 3D body keypoints corrected from all its body heads at once.
+"""The keypoint refiners: DetNet's 3D body (and hand) keypoints corrected all at once.
 
 DetNet reads each keypoint's 3D position from its location map at the detected 2D position,
 one keypoint at a time, so a keypoint detected on the wrong limb (the left/right swaps of the
@@ -6,8 +6,9 @@ model card), a bone of the wrong length or a depth that the map got wrong stays 
 refiner is a residual MLP that sees every keypoint of the heads it reads (normalised 2D
 position, confidence and 3D position per keypoint, ``FEATURES_PER_KEYPOINT`` numbers) and
 returns a correction of the output head's 3D keypoints: a learnt pose prior over the whole
-body. It is trained after DetNet, on DetNet's own outputs over the training images with
-DetNet frozen (``fullcap train refiner``), and ships inside the DetNet weights file.
+body. The hand refiner does the same for the 21 hand keypoints from the hand head. Both are
+trained after DetNet, on DetNet's own outputs over the training images with DetNet frozen
+(``fullcap train refiner --part body|hand``), and ship inside the DetNet weights file.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from fullcap.models.posenet import PoseMaps, decode
 FEATURES_PER_KEYPOINT = 6  # u, v (map side = 1, centred), confidence, x, y, z
 
 
-def keypoint_features(maps: PoseMaps) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (B, P * 6), xyz (B, P, 3)) of one head's maps (see the module doc)."""
+def keypoint_features(
+    maps: PoseMaps,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The refiner's features (B, P * 6) of one head's maps (see the module doc) and the
+    decoded keypoints they come from (:func:`fullcap.models.posenet.decode`'s uv, conf, xyz)."""
     uv, conf, xyz = decode(maps)
     side = maps.K.new_tensor([maps.K.shape[-1], maps.K.shape[-2]])
     f = torch.cat([uv / side - 0.5, conf[..., None], xyz], dim=-1)
-    return f.flatten(1), xyz
+    return f.flatten(1), (uv, conf, xyz)
 
 
 class KeypointRefiner(nn.Module):
