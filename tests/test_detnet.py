@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -254,8 +255,6 @@ def test_resume_matches_uninterrupted_run(trained):
 
 
 def test_resume_can_widen_sigma_3d_and_set_the_lr(trained, tmp_path):
-    import shutil
-
     _, b, _ = trained
     run = tmp_path / "run"
     shutil.copytree(b, run)
@@ -679,10 +678,15 @@ def test_train_refiner_resumes_exports_and_is_used(trained, shard_dirs, tmp_path
     assert not np.allclose(got.body.xyz, ref.body.xyz, atol=1e-3)
     with pytest.raises(ValueError, match="training"):
         train_refiner(tmp_path / "c", RefinerTrainConfig(weights=str(weights)))
-    # the hand refiner, trained on the body-refined weights, keeps the body refiner
+    # the hand refiner, trained on the body-refined weights, keeps the body refiner; hand
+    # features made with the plain weights serve (they do not depend on any refiner)
     hands = (shard_dirs["hand_like"], shard_dirs["mtc_like"])
-    htc = replace(tc, weights=str(resumed), part="hand", data=hands, val=hands, epochs=1)
-    both = load_detnet(train_refiner(tmp_path / "h", htc))
+    htc = replace(tc, weights=str(weights), part="hand", data=hands, val=hands, epochs=1)
+    train_refiner(tmp_path / "h0", htc)
+    shutil.copytree(tmp_path / "h0" / "features", tmp_path / "h" / "features")
+    stored = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "h" / "features").iterdir()}
+    both = load_detnet(train_refiner(tmp_path / "h", replace(htc, weights=str(resumed))))
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "h" / "features").iterdir()} == stored
     assert both.hand_refiner is not None and both.config.refiner_inputs == net.config.refiner_inputs
     for k, v in load_detnet(resumed).refiner.state_dict().items():
         torch.testing.assert_close(both.refiner.state_dict()[k], v, msg=k)

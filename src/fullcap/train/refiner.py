@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -324,7 +324,14 @@ def _detnet_id(tensors: dict[str, torch.Tensor], config: DetNetConfig) -> str:
     """A hash of what the features depend on: the DetNet's tensors and config without any
     refiner (so stored features stay valid when the other part's refiner is added)."""
     h = hashlib.sha256()
-    bare = replace(config, refiner_inputs=(), hand_refiner_hidden=0)
+    bare = replace(
+        config,
+        **{
+            f.name: f.default
+            for f in fields(DetNetConfig)
+            if f.name.startswith(("refiner_", "hand_refiner_"))
+        },
+    )
     h.update(json.dumps(bare.to_dict(), sort_keys=True).encode())
     for k in sorted(tensors):
         if not k.startswith(("refiner.", "hand_refiner.")):
