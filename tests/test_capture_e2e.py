@@ -20,8 +20,8 @@ torch.set_num_threads(1)
 FRAMES = 30
 
 # Bounds: the shipped weights (preview 5) measured 7.96 px, 0.87, 55 mm and 1.25 px on these 30
-# frames with 1 thread (preview 4: 59 mm, the rest the same: its refiners change only 3D;
-# preview 4 with 2 threads: 7.85, 0.89, 59, 1.26; see docs/model_cards/detnet_lite.md); the
+# frames with 1 thread (7.85, 0.89, 55, 1.26 with 2; preview 4: 59 mm, the rest the same: the
+# refiners change only 3D; see docs/model_cards/detnet_lite.md); the
 # bounds, set for preview 3 (8.7 px, 0.81, 61 mm, 1.24 px), leave about a third for other
 # CPUs/torch. Hands: 30 + 19 of 30 frames found, 6.4 px (1 thread; 29 + 22, 6.2 px with 2);
 # preview 3 found 25 + 24 at 7.0 px, the hand branch before it 20 + 10 at 10.7 px.
