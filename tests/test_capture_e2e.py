@@ -19,8 +19,8 @@ from fullcap.export.jsonl import read_jsonl
 torch.set_num_threads(1)
 FRAMES = 30
 
-# Bounds: the shipped weights (preview 5) measured 7.96 px, 0.87, 55 mm and 1.25 px on these 30
-# frames with 1 thread (7.85, 0.89, 55, 1.26 with 2; preview 4: 59 mm, the rest the same: the
+# Bounds: the shipped weights (preview 5) measured 7.96 px, 0.87, 53 mm and 1.25 px on these 30
+# frames with 1 thread (7.85, 0.89, 53, 1.26 with 2; preview 4: 59 mm, the rest the same: the
 # refiners change only 3D; see docs/model_cards/detnet_lite.md); the
 # bounds, set for preview 3 (8.7 px, 0.81, 61 mm, 1.24 px), leave about a third for other
 # CPUs/torch. Hands: 30 + 19 of 30 frames found, 6.4 px (1 thread; 29 + 22, 6.2 px with 2);
