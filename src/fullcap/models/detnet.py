@@ -24,6 +24,8 @@ from fullcap.models.posenet import PoseMaps, PoseNet, decode
 from fullcap.models.refiner import FEATURES_PER_KEYPOINT, KeypointRefiner, keypoint_features
 from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _subset
 
+# tensor-name prefixes of the keypoint refiners (trained on one DetNet's outputs, fit it only)
+REFINER_PREFIXES = ("refiner.", "hand_refiner.")
 BODY_STRIDE = 8  # backbone output stride: body maps are body_size // 8 pixels wide
 CROP_STRIDE = 4  # CropEncoder output stride: hand and face maps are size // 4 pixels wide
 
@@ -105,14 +107,13 @@ class DetNetConfig:
                     f"DetNet refiner heads {unknown or ['basic']} are not extended heads of "
                     f"this network; it has {list(heads)} (the output must be an extended head)"
                 )
-            for name, least in (("refiner_hidden", 1), ("refiner_blocks", 0)):
-                v = getattr(self, name)
-                if isinstance(v, bool) or not isinstance(v, int) or v < least:
-                    raise ValueError(f"DetNet {name} must be an integer >= {least}, got {v!r}")
-        for name in ("hand_refiner_hidden", "hand_refiner_blocks"):
+        sizes = [("hand_refiner_hidden", 0), ("hand_refiner_blocks", 0)]
+        if self.refiner_inputs:
+            sizes += [("refiner_hidden", 1), ("refiner_blocks", 0)]
+        for name, least in sizes:
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"DetNet {name} must be an integer >= 0, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ValueError(f"DetNet {name} must be an integer >= {least}, got {v!r}")
         parents = dict(self.extended_parents)
         for head, names in self.extended:
             if head == "basic":
@@ -275,8 +276,14 @@ class DetNet(nn.Module):
 
     def refiner_features(self, out: DetNetOutput) -> torch.Tensor:
         """The refiner's input (B, F): :func:`keypoint_features` of the heads it reads."""
+        return self._refiner_inputs(out)[0]
+
+    def _refiner_inputs(self, out: DetNetOutput) -> tuple[torch.Tensor, dict[str, tuple]]:
+        """The refiner's input and the decoded keypoints of each head it reads."""
         maps = {"basic": out.basic} | out.extended
-        return torch.cat([keypoint_features(maps[h])[0] for h in self.config.refiner_inputs], 1)
+        parts = {h: keypoint_features(maps[h]) for h in self.config.refiner_inputs}
+        features = torch.cat([f for f, _ in parts.values()], 1)
+        return features, {h: decoded for h, (_, decoded) in parts.items()}
 
     def body_keypoints(
         self, out: DetNetOutput, head: str
@@ -284,10 +291,11 @@ class DetNet(nn.Module):
         """(uv, confidence, xyz) of the basic head or an extended head, as
         :func:`fullcap.models.posenet.decode`; where the refiner refines ``head``, xyz is the
         refiner's (``out`` must then hold the heads of :meth:`heads_for`)."""
-        uv, conf, xyz = decode(out.basic if head == "basic" else out.extended[head])
-        if self.refiner is not None and head == self.config.refiner_output:
-            xyz = self.refiner(self.refiner_features(out), xyz)
-        return uv, conf, xyz
+        if self.refiner is None or head != self.config.refiner_output:
+            return decode(out.basic if head == "basic" else out.extended[head])
+        features, decoded = self._refiner_inputs(out)  # decodes each head once
+        uv, conf, xyz = decoded[head] if head in decoded else decode(out.extended[head])
+        return uv, conf, self.refiner(features, xyz)
 
     def hand_keypoints(self, maps: PoseMaps) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(uv, confidence, xyz) of hand maps (in the crops' frame: left hands mirrored), as

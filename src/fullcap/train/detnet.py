@@ -35,7 +35,13 @@ import torch
 from fullcap.data.detnet_batches import DetNetBatch
 from fullcap.data.heads import detnet_config
 from fullcap.data.mixer import EVAL_AUGMENT, Mixer, make_loader, open_sources
-from fullcap.models.detnet import HAND_BONES, DetNet, DetNetConfig, DetNetOutput
+from fullcap.models.detnet import (
+    HAND_BONES,
+    REFINER_PREFIXES,
+    DetNet,
+    DetNetConfig,
+    DetNetOutput,
+)
 from fullcap.models.posenet import PoseMaps, posenet_loss
 from fullcap.synth.shards import Augment
 from fullcap.train.checkpoint import Ledger, load_checkpoint, save_checkpoint
@@ -487,13 +493,13 @@ def _load_init(net: DetNet, tensors: dict[str, torch.Tensor], source: str | Path
     if not any(k.startswith("backbone.") for k in take):
         raise ValueError(f"{source} does not fit this DetNet (no backbone tensor matches)")
     net.load_state_dict(take, strict=False)
-    if any(k.startswith("refiner.") for k in tensors):
+    if any(k.startswith(REFINER_PREFIXES) for k in tensors):
         log.warning(
             "%s has a keypoint refiner: dropped, it fits those weights only; train one for "
             "this run's weights afterwards with `fullcap train refiner`",
             source,
         )
-        tensors = {k: v for k, v in tensors.items() if not k.startswith("refiner.")}
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(REFINER_PREFIXES)}
     unused = _module_groups(k for k in tensors if k not in take)
     if unused:
         log.warning("not used from %s (no such tensor here, or another shape): %s", source,

@@ -37,7 +37,7 @@ from fullcap.data.detnet_batches import DetNetBatch, build_sample, collate
 from fullcap.data.mixer import EVAL_AUGMENT, open_sources
 from fullcap.eval.metrics import auc_pck, pa_errors, pck, root_aligned_errors
 from fullcap.io import atomic_path
-from fullcap.models.detnet import DetNet, DetNetConfig
+from fullcap.models.detnet import REFINER_PREFIXES, DetNet, DetNetConfig
 from fullcap.models.posenet import PoseTargets, decode
 from fullcap.models.refiner import keypoint_features
 from fullcap.skeletons import HAND21
@@ -141,8 +141,9 @@ def _hand_rows(net: DetNet, batch: DetNetBatch, dev: torch.device) -> dict | Non
     h = batch.hands
     if h is None or not h.targets.has3d.any():
         return None
-    h = batch.to(dev).hands
-    out = net(batch.body.to(dev), h.crops, h.boxes, h.is_left, heads=())
+    batch = batch.to(dev)
+    h = batch.hands
+    out = net(batch.body, h.crops, h.boxes, h.is_left, heads=())
     features, (_, _, xyz) = keypoint_features(out.hands)
     t = h.targets
     rows = {
@@ -334,7 +335,7 @@ def _detnet_id(tensors: dict[str, torch.Tensor], config: DetNetConfig) -> str:
     )
     h.update(json.dumps(bare.to_dict(), sort_keys=True).encode())
     for k in sorted(tensors):
-        if not k.startswith(("refiner.", "hand_refiner.")):
+        if not k.startswith(REFINER_PREFIXES):
             h.update(k.encode())
             h.update(tensors[k].reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
@@ -378,7 +379,7 @@ def train_refiner(
     with torch.random.fork_rng(devices=[]):  # the refiner's initial weights: seeded
         torch.manual_seed(tc.seed)
         net = DetNet(config)
-    prefix = "refiner." if tc.part == "body" else "hand_refiner."
+    prefix = REFINER_PREFIXES[0] if tc.part == "body" else REFINER_PREFIXES[1]
     if any(k.startswith(prefix) for k in tensors):
         log.warning("%s already has a %s refiner: training a new one", tc.weights, tc.part)
     own = {k for k in net.state_dict() if not k.startswith(prefix)}
