@@ -513,3 +513,34 @@ def test_crops_from_the_float_frame_equal_uint8_crops():
     got = _crop(img.float().expand(2, -1, -1, -1), boxes, 32)
     assert torch.equal(got, want)
     assert (want[1] == 0).any() and (want[0] > 0).any()  # the padding case is exercised
+
+
+@pytest.mark.parametrize(
+    ("kind", "asked", "expected"),
+    [("video", None, True), ("image", None, True), ("webcam", None, False), ("webcam", True, True),
+     ("video", False, False)],
+)  # fmt: skip
+def test_flip_test_is_on_for_files_and_off_for_webcams(
+    monkeypatch, tmp_path, kind, asked, expected
+):
+    """``fullcap capture``'s default flip test: files get the more accurate keypoints, live
+    webcams the speed; an explicit choice wins. Also: a keypoint stage that is not a DetNet
+    network cannot take it."""
+    import fullcap.capture.media as media_module
+
+    class Media:
+        def __init__(self, *args, **kwargs):
+            self.kind = kind
+
+    seen = {}
+
+    def from_weights(**kwargs):
+        seen.update(kwargs)
+        raise MissingComponent("stop here")
+
+    monkeypatch.setattr(media_module, "open_media", Media)
+    monkeypatch.setattr(Capture, "from_weights", staticmethod(from_weights))
+    code = capture("0", str(tmp_path / "out"), flip_test=asked)
+    assert code == EXIT_MODEL and seen["flip_test"] is expected
+    with pytest.raises(ValueError, match="flip_test applies to a DetNet network"):
+        Capture(mode="image", detnet=lambda image, box: None, flip_test=True)

@@ -239,9 +239,14 @@ def test_cli_source_names_are_the_synth_sources():
 
 
 def test_bench_detnet_times_a_frame(capsys):
-    assert main(["bench", "detnet", "-n", "2", "--threads", "1", "--json", "--device", "cpu"]) == 0
+    argv = ["bench", "detnet", "-n", "2", "--threads", "1", "--json", "--device", "cpu"]
+    assert main([*argv, "--flip-test"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["preset"] == "lite" and not r["trained"] and r["mean_ms"] > 0
+    flip = r["flip_test"]  # timed alternating with the plain run; twice the body network
+    assert flip["median_ms"] > 0 and flip["ratio"] == pytest.approx(
+        flip["median_ms"] / r["median_ms"]
+    )
     assert r["params_m"] == pytest.approx(2.0, abs=0.3)
     assert main(["bench", "detnet", "--half", "--device", "cpu"]) == 1
     assert "--half needs --device cuda" in capsys.readouterr().err

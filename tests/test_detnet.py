@@ -27,7 +27,7 @@ from fullcap.geometry import random_rotmat
 from fullcap.models.detnet import BODY_STRIDE, CROP_STRIDE, DetNet, DetNetConfig
 from fullcap.models.posenet import PoseMaps, PoseTargets, decode, posenet_loss
 from fullcap.models.weights import load_detnet
-from fullcap.skeletons import BASIC9, HAND21
+from fullcap.skeletons import BASIC9, BODY33, HAND21
 from fullcap.synth import shards
 from fullcap.synth.shards import Augment
 from fullcap.train.detnet import DetNetTrainConfig, detnet_loss, export, forward, train
@@ -288,6 +288,10 @@ def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
     assert 0 <= report["h36m_like"]["pck150_pa"] <= 1 and "hand_auc_20_50" in report["hand_like"]
     assert "face_nme" in report["face_like"] and "pck150_pa" not in report["coco_like"]
     assert 0 <= report["mtc_like"]["oracle2d_pck150_pa"] <= 1
+    flipped = evaluate(net, [shard_dirs["mtc_like"]], samples=8, image_size=128, flip_test=True)
+    f, p = flipped["mtc_like"], report["mtc_like"]
+    assert 0 <= f["pck150_pa"] <= 1 and f["err2d_px"] != p["err2d_px"]
+    assert f["hand_err2d_px"] == pytest.approx(p["hand_err2d_px"], rel=1e-4)  # body maps only
     hand = report["hand_like"]
     for k in ("oracle2d_hand_auc_20_50", "meanpose_hand_auc_20_50"):
         assert 0 <= hand[k] <= 1, k
@@ -709,3 +713,70 @@ def test_train_refiner_resumes_exports_and_is_used(trained, shard_dirs, tmp_path
     assert "keypoint refiner: dropped" in caplog.text
     state = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
     assert not state["config"]["refiner_inputs"] and not any("refiner" in k for k in state["model"])
+
+
+def test_mirror_maps_swaps_sides_and_negates_x():
+    """Maps of a mirrored image put back: a left-wrist peak at column 3 becomes a right-wrist
+    peak at the mirrored column with its camera x negated (delta maps likewise, per bone);
+    mirroring twice gives the maps back; a head without left/right partners has none."""
+    from fullcap.models.detnet import bones_of, mirror_maps, mirror_permutations
+
+    names = BASIC9
+    bones = bones_of(names)
+    kp, bone = mirror_permutations(names, bones)
+    lw, rw = names.index("left_wrist"), names.index("right_wrist")
+    le, re_ = names.index("left_elbow"), names.index("right_elbow")
+    pairs = [tuple(b) for b in bones.tolist()]
+    lbone, rbone = pairs.index((lw, le)), pairs.index((rw, re_))
+    K = torch.zeros(1, len(names), 16, 16)
+    D = torch.zeros(1, 3 * len(pairs), 16, 16)
+    L = torch.zeros(1, 3 * len(names), 16, 16)
+    K[0, lw, 5, 3] = 1.0
+    L[0, 3 * lw : 3 * lw + 3, 5, 3] = torch.tensor([0.2, -0.1, 0.3])
+    D[0, 3 * lbone : 3 * lbone + 3, 5, 3] = torch.tensor([0.05, 0.25, -0.1])
+    maps = PoseMaps(K, D, L)
+    m = mirror_maps(maps, kp, bone)
+    uv, conf, xyz = decode(m)
+    torch.testing.assert_close(uv[0, rw], torch.tensor([16 - 3.5, 5.5]))
+    torch.testing.assert_close(xyz[0, rw], torch.tensor([-0.2, -0.1, 0.3]))
+    assert conf[0, rw] == 1 and conf[0, lw] == 0
+    torch.testing.assert_close(
+        m.D[0, 3 * rbone : 3 * rbone + 3, 5, 12], torch.tensor([-0.05, 0.25, -0.1])
+    )
+    assert m.D[0, 3 * lbone : 3 * lbone + 3].abs().sum() == 0
+    back = mirror_maps(m, kp, bone)
+    for a, b in zip((back.K, back.D, back.L), (K, D, L), strict=True):
+        assert torch.equal(a, b)
+    assert mirror_permutations(("pelvis", "left_hip"), bones_of(("pelvis", "left_hip"))) is None
+
+
+def test_flip_test_is_mirror_symmetric_and_leaves_hands_alone():
+    """With the flip test a crop and its mirror image give mirrored maps (each is the average
+    of the two views); the maps differ from the plain run's, the hand maps do not; a head
+    that is not left/right symmetric is refused."""
+    from fullcap.models.detnet import mirror_maps
+
+    torch.manual_seed(0)
+    cfg = DetNetConfig.from_preset("lite", **{k: TINY[k] for k in ("body_size", "hand_size")})
+    net = DetNet(cfg).eval()
+    x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    crops = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    boxes, left = torch.tensor([[0.0, 10, 10, 30, 30]]), torch.tensor([True])
+    with torch.no_grad():
+        a = net(x, crops, boxes, left, flip_test=True)
+        b = net(x.flip(-1), flip_test=True)
+        plain = net(x, crops, boxes, left)
+    for head, maps, other in (
+        ("basic", a.basic, b.basic),
+        ("humbi", a.extended["humbi"], b.extended["humbi"]),
+    ):
+        back = mirror_maps(other, *net._mirror[head])
+        for t, u in zip((maps.K, maps.D, maps.L), (back.K, back.D, back.L), strict=True):
+            torch.testing.assert_close(t, u, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(a.basic.K, plain.basic.K)
+    torch.testing.assert_close(a.features, plain.features)
+    torch.testing.assert_close(a.hands.L, plain.hands.L)
+    odd = replace(cfg, extended=(("humbi", BODY33), ("solo", ("pelvis", "left_hip"))))
+    with pytest.raises(ValueError, match=r"symmetric heads; \['solo'\]"):
+        DetNet(odd).eval()(x, flip_test=True)
+    assert DetNet(odd).eval()(x, heads=("humbi",), flip_test=True).basic.K.shape[0] == 2

@@ -6,7 +6,7 @@ times, in this process and on the same frames:
 - fullcap: ``Capture(mode="video")`` with the packaged networks: person detection on the first
   frame, then tracking, DetNet body + hands + face, BodyIKNet, HandIKNet, FaceNet, the 1-euro
   filter and the full posed mesh (the body model's vertices) every frame; the time per stage
-  is reported too;
+  is reported too (without DetNet's flip test, as for webcams, unless asked for);
 - MediaPipe Holistic (``mediapipe==0.10.14``, ``model_complexity=1``, video mode, the peer the
   issue names) when it is installed (``scripts/setup_bench.sh`` makes a venv with both).
 
@@ -78,12 +78,17 @@ def _stats(ms: list[float]) -> dict[str, float]:
 
 
 def bench_fullcap(
-    frames: list[np.ndarray], fps: float, device: str, warmup: int, fov_deg: float | None
+    frames: list[np.ndarray],
+    fps: float,
+    device: str,
+    warmup: int,
+    fov_deg: float | None,
+    flip_test: bool = False,
 ) -> dict[str, Any]:
     """Per-frame timings of fullcap's video pipeline (see the module doc)."""
     from fullcap.capture import Capture
 
-    cap = Capture.from_weights(mode="video", device=device, fov_deg=fov_deg)
+    cap = Capture.from_weights(mode="video", device=device, fov_deg=fov_deg, flip_test=flip_test)
     stages: dict[str, float] = defaultdict(float)
     cap.estimator = _Timed(cap.estimator, "detnet", stages)
     if cap.facenet is not None:
@@ -119,6 +124,7 @@ def bench_fullcap(
     return _stats(times) | {
         "frames_with_person": found,
         "missing": list(cap.missing),
+        "flip_test": flip_test,
         "stages_ms": named,
     }
 
@@ -158,6 +164,7 @@ def run(
     max_frames: int | None = None,
     mediapipe: bool = True,
     fov_deg: float | None = None,
+    flip_test: bool = False,
 ) -> dict[str, Any]:
     """Both benchmarks on the frames of ``path``; a JSON-ready report."""
     if threads is not None:
@@ -176,7 +183,7 @@ def run(
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "torch": torch.__version__,
         },
-        "fullcap": bench_fullcap(frames, fps, device, warmup, fov_deg),
+        "fullcap": bench_fullcap(frames, fps, device, warmup, fov_deg, flip_test),
     }
     if mediapipe:
         report["mediapipe_holistic"] = bench_mediapipe(frames, warmup)
@@ -195,10 +202,13 @@ def bench_detnet(
     n: int = 50,
     warmup: int = 5,
     half: bool = False,
+    flip_test: bool = False,
 ) -> dict[str, Any]:
     """Milliseconds per frame of DetNet at batch 1 (body, both hands, face: what capture runs
     per frame) on ``frame`` with the person ``box``: the weights given, or an untrained
-    network of ``preset`` (same compute). ``half``: float16 autocast (CUDA)."""
+    network of ``preset`` (same compute). ``half``: float16 autocast (CUDA). ``flip_test``:
+    also time it with the flip test, alternating frame by frame with the plain run (its
+    figures under ``flip_test``, with ``ratio``: flip-test time / plain time, medians)."""
     import contextlib
 
     from fullcap.capture.estimators import DetNetEstimator
@@ -209,7 +219,9 @@ def bench_detnet(
         net = load_detnet(weights, device)
     else:
         net = DetNet(DetNetConfig.from_preset(preset)).to(device)
-    est = DetNetEstimator(net)
+    runs = {"plain": DetNetEstimator(net)}
+    if flip_test:
+        runs["flip_test"] = DetNetEstimator(net, flip_test=True)
     cuda = str(device).startswith("cuda")
     ctx = (
         (lambda: torch.autocast("cuda", dtype=torch.float16))
@@ -217,18 +229,27 @@ def bench_detnet(
         else contextlib.nullcontext
     )
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    times = []
+    times: dict[str, list[float]] = {k: [] for k in runs}
     for i in range(warmup + n):
-        t0 = time.perf_counter()
-        with ctx():
-            est(frame, box)
-        sync()
-        if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1000)
+        for name, est in runs.items():
+            t0 = time.perf_counter()
+            with ctx():
+                est(frame, box)
+            sync()
+            if i >= warmup:
+                times[name].append((time.perf_counter() - t0) * 1000)
     params = sum(p.numel() for p in net.parameters())
-    return _stats(times) | {
-        "preset": net.config.preset,
-        "trained": weights is not None,
-        "params_m": params / 1e6,
-        "half": bool(half and cuda),
-    }
+    extra = {}
+    if flip_test:
+        flip = _stats(times["flip_test"])
+        extra["flip_test"] = flip | {"ratio": flip["median_ms"] / float(np.median(times["plain"]))}
+    return (
+        _stats(times["plain"])
+        | extra
+        | {
+            "preset": net.config.preset,
+            "trained": weights is not None,
+            "params_m": params / 1e6,
+            "half": bool(half and cuda),
+        }
+    )

@@ -50,16 +50,25 @@ class DetNetEstimator:
         net: a DetNet (eval mode is set here); its device is used.
         head: the extended body head whose keypoints are read (must hold the BODY33 names).
         hands, face: run the hand / face branches.
+        flip_test: average the body maps with those of the mirrored person crop (better
+            body keypoints for about twice the body network's time; see DetNet.forward).
     """
 
-    def __init__(self, net: DetNet, head: str = "humbi", hands: bool = True, face: bool = True):
+    def __init__(
+        self,
+        net: DetNet,
+        head: str = "humbi",
+        hands: bool = True,
+        face: bool = True,
+        flip_test: bool = False,
+    ):
         self.net = net.eval()
         heads = dict(net.config.extended)
         if head not in heads:
             raise ValueError(f"DetNet has no head {head!r}; it has {sorted(heads)}")
         self.head = head
         self.body_index = joint_map(heads[head], BODY33)
-        self.hands, self.face = hands, face
+        self.hands, self.face, self.flip_test = hands, face, flip_test
         self.parts = ("body",) + (("hands",) if hands else ()) + (("face",) if face else ())
 
     @property
@@ -73,7 +82,7 @@ class DetNetEstimator:
         img = img.to(self.device).float()  # once per frame, not once per crop
         s = cfg.body_size
         box_t = torch.as_tensor(np.asarray(box, np.float32), device=self.device)[None]
-        out = net(_crop(img, box_t, s), heads=net.heads_for(self.head))
+        out = net(_crop(img, box_t, s), heads=net.heads_for(self.head), flip_test=self.flip_test)
         uv, conf, xyz = net.body_keypoints(out, self.head)  # refined 3D if it has a refiner
         uv = _to_image(uv, cfg.body_map_size, box_t)[:, self.body_index]
         conf, xyz = conf[:, self.body_index], xyz[:, self.body_index]

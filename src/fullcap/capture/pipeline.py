@@ -102,6 +102,9 @@ class Capture:
         refine_detections: after a detection, run the keypoint stage again on the box made
             from its keypoints (one extra pass on detection frames only).
         part_min_conf: hands and face with a lower mean keypoint confidence are "not found".
+        flip_test: for a DetNet given as a network: average its body maps with those of the
+            mirrored person crop (better body keypoints for about twice the body network's
+            time; see :class:`DetNetEstimator`).
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class Capture:
         max_side: int = 4096,
         refine_detections: bool = True,
         part_min_conf: float = 0.2,
+        flip_test: bool = False,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be 'image' or 'video', got {mode!r}")
@@ -131,7 +135,9 @@ class Capture:
             )
         self.mode, self.device = mode, torch.device(device)
         if isinstance(detnet, torch.nn.Module):
-            detnet = DetNetEstimator(detnet.to(self.device))
+            detnet = DetNetEstimator(detnet.to(self.device), flip_test=flip_test)
+        elif flip_test:
+            raise ValueError("flip_test applies to a DetNet network; set it on your estimator")
         self.estimator: KeypointEstimator = detnet
         self.notes: list[str] = []
         if detector is None:

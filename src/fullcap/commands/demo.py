@@ -36,11 +36,15 @@ def _print_comparison(metrics: dict[str, float]) -> None:
 
 
 def capture_sample(
-    out_dir: str | Path, device: str = "auto", progress: bool = True, max_frames: int | None = None
+    out_dir: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+    max_frames: int | None = None,
+    flip_test: bool | None = None,
 ) -> int:
-    """Run ``fullcap capture`` on the bundled sample into ``out_dir`` and print how far the
-    result is from the ground truth (:mod:`fullcap.eval.clip`). Returns the capture's exit
-    code."""
+    """Run ``fullcap capture`` on the bundled sample into ``out_dir`` (``flip_test``: as
+    :func:`fullcap.commands.capture.capture`'s) and print how far the result is from the
+    ground truth (:mod:`fullcap.eval.clip`). Returns the capture's exit code."""
     import numpy as np
 
     from fullcap.assets import asset_path
@@ -57,6 +61,7 @@ def capture_sample(
         device=device,
         progress=progress,
         max_frames=max_frames,
+        flip_test=flip_test,
     )
     if code not in (EXIT_OK, EXIT_PARTIAL):
         return code
@@ -158,13 +163,18 @@ def run_demo(
 
 
 def cmd_demo(
-    out: str, size: int, device: str, poses: Sequence[str] | None, capture: bool = True
+    out: str,
+    size: int,
+    device: str,
+    poses: Sequence[str] | None,
+    capture: bool = True,
+    flip_test: bool | None = None,
 ) -> int:
     """``fullcap demo``: capture the bundled sample clip into OUT (compared with its ground
     truth), then render the body model in a few poses into OUT/bodymodel."""
     code = 0
     if capture:
-        code = capture_sample(Path(out), device, progress=sys.stderr.isatty())
+        code = capture_sample(Path(out), device, sys.stderr.isatty(), flip_test=flip_test)
     paths = run_demo(Path(out) / "bodymodel", size, device, poses)
     print(f"rendered {len(paths) - 1} views of {len(paths) // 2} poses to {Path(out)}/bodymodel/")
     print(f"overview: {paths[-1]}")

@@ -219,9 +219,11 @@ def evaluate(
     as_json: bool = False,
     draw: str | None = None,
     image_size: int = 256,
+    flip_test: bool = False,
 ) -> int:
     """Metrics of a DetNet weights file on held-out shard folders; ``draw``: also write a
-    PNG of predictions on a few items per source."""
+    PNG of predictions on a few items per source; ``flip_test``: body maps averaged with those
+    of the mirrored crops."""
     from fullcap.eval.detnet import draw_predictions
     from fullcap.eval.detnet import evaluate as run
     from fullcap.models.weights import load_detnet
@@ -229,7 +231,7 @@ def evaluate(
     if not data:
         raise ValueError("give held-out shard folders (e.g. runs/detnet_data/*/val)")
     net = load_detnet(weights, device)
-    report = run(net, data, samples, image_size=image_size)
+    report = run(net, data, samples, image_size=image_size, flip_test=flip_test)
     if as_json:
         print(json.dumps(report, indent=2))
     else:

@@ -96,12 +96,12 @@ def _with_true(xyz: torch.Tensor, true: torch.Tensor, axes: slice) -> torch.Tens
 _TRUE_AXES = (("truez", slice(2, 3)), ("truexy", slice(0, 2)))
 
 
-def _run(net: DetNet, batch: DetNetBatch) -> dict:
+def _run(net: DetNet, batch: DetNetBatch, flip_test: bool = False) -> dict:
     """Decoded predictions of a batch: map-pixel uv and xyz per head, hands, face."""
     from fullcap.train.detnet import forward
 
     with torch.no_grad():
-        out = forward(net, batch)
+        out = forward(net, batch, flip_test)
     pred = {"basic": decode(out.basic), "basic_at_gt": read_at(out.basic, batch.basic.uv)}
     pred |= {f"ext/{k}": decode(v) for k, v in out.extended.items()}
     if net.refiner is not None:  # its 3D of the basic keypoints (and of EVAL14 if it has them)
@@ -138,9 +138,10 @@ class _Acc:
 
 
 def evaluate_reader(
-    net: DetNet, reader: Reader, samples: int = 256, batch_size: int = 16
+    net: DetNet, reader: Reader, samples: int = 256, batch_size: int = 16, flip_test: bool = False
 ) -> dict[str, float]:
-    """Metrics of ``net`` on the first ``samples`` items of one source (see module doc)."""
+    """Metrics of ``net`` on the first ``samples`` items of one source (see module doc);
+    ``flip_test``: body maps averaged with those of the mirrored crops (DetNet.forward)."""
     cfg, acc = net.config, _Acc()
     dev = next(net.parameters()).device
     body_px = cfg.body_size / cfg.body_map_size
@@ -151,7 +152,7 @@ def evaluate_reader(
     net.eval()
     for batch in _batches(reader, net, samples, batch_size):
         batch = batch.to(dev)
-        pred = _run(net, batch)
+        pred = _run(net, batch, flip_test)
         n_items += len(batch)
         t = batch.basic
         uv, _, xyz = pred["basic"]
@@ -264,10 +265,11 @@ def evaluate(
     samples: int = 256,
     batch_size: int = 16,
     image_size: int = 256,
+    flip_test: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Metrics per source (source name -> metrics) of ``net`` on held-out shard folders."""
     return {
-        r.spec.name: evaluate_reader(net, r, samples, batch_size)
+        r.spec.name: evaluate_reader(net, r, samples, batch_size, flip_test)
         for r in _readers(roots, image_size)
     }
 

@@ -22,7 +22,7 @@ from torch import nn
 from fullcap.models.backbone import CropEncoder, Neck, make_backbone, make_crop_encoder
 from fullcap.models.posenet import PoseMaps, PoseNet, decode
 from fullcap.models.refiner import FEATURES_PER_KEYPOINT, KeypointRefiner, keypoint_features
-from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _subset
+from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _subset, swap_side
 
 # tensor-name prefixes of the keypoint refiners (trained on one DetNet's outputs, fit it only)
 REFINER_PREFIXES = ("refiner.", "hand_refiner.")
@@ -182,6 +182,48 @@ def bones_of(names: tuple[str, ...], parents: tuple[int, ...] | None = None) -> 
     ).reshape(-1, 2)
 
 
+def mirror_permutations(
+    names: tuple[str, ...], bones: torch.Tensor
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The keypoint and bone index permutations that swap left and right (``left_x`` <->
+    ``right_x``) in a head of keypoints ``names`` and ``bones`` (n_bones, 2); None when the
+    head is not left/right symmetric (a side's keypoint or bone has no partner)."""
+    try:
+        kp = tuple(names.index(swap_side(n)) for n in names)
+        pairs = [tuple(b) for b in bones.tolist()]
+        bone = tuple(pairs.index((kp[c], kp[p])) for c, p in pairs)
+    except ValueError:
+        return None
+    return kp, bone
+
+
+def mirror_maps(maps: PoseMaps, keypoints: tuple[int, ...], bones: tuple[int, ...]) -> PoseMaps:
+    """Maps computed on a left-right mirrored image, put into the frame of the image itself:
+    flipped left-right, left and right keypoints (and bones) swapped, the camera x of the 3D
+    (location and delta maps) negated. ``keypoints``, ``bones``: :func:`mirror_permutations`.
+    Its own inverse."""
+
+    def swap(t: torch.Tensor, order: tuple[int, ...], vectors: bool) -> torch.Tensor:
+        t = t.flip(-1)
+        if not vectors:
+            return t[:, list(order)]
+        b, c, h, w = t.shape
+        v = t.reshape(b, c // 3, 3, h, w)[:, list(order)]
+        v = v * v.new_tensor([-1.0, 1.0, 1.0]).view(1, 1, 3, 1, 1)
+        return v.reshape(b, c, h, w)
+
+    with_3d = maps.L.shape[1] > 0
+    return PoseMaps(
+        swap(maps.K, keypoints, False),
+        swap(maps.D, bones, True) if maps.D.shape[1] else maps.D.flip(-1),
+        swap(maps.L, keypoints, True) if with_3d else maps.L.flip(-1),
+    )
+
+
+def _average(a: PoseMaps, b: PoseMaps) -> PoseMaps:
+    return PoseMaps((a.K + b.K) / 2, (a.D + b.D) / 2, (a.L + b.L) / 2)
+
+
 HAND_BONES = torch.tensor([(c, p) for c, p in enumerate(HAND21_SET.parents) if p >= 0])
 
 
@@ -238,6 +280,9 @@ class DetNet(nn.Module):
         )
         for name, b in bones.items():
             self.register_buffer(f"bones_{name}", b, persistent=False)
+        heads = {"basic": config.basic} | dict(config.extended)
+        # left/right permutations per body head, for the flip test (None: not symmetric)
+        self._mirror = {h: mirror_permutations(heads[h], bones[h]) for h in heads}
         self.refiner: KeypointRefiner | None = None
         if config.refiner_inputs:
             sizes = {"basic": len(config.basic)} | {h: len(n) for h, n in config.extended}
@@ -326,6 +371,7 @@ class DetNet(nn.Module):
         face_crops: torch.Tensor | None = None,
         face_boxes: torch.Tensor | None = None,
         heads: tuple[str, ...] | None = None,
+        flip_test: bool = False,
     ) -> DetNetOutput:
         """Run the network.
 
@@ -336,12 +382,35 @@ class DetNet(nn.Module):
                 y1) of each hand crop in body-crop pixels; hand_is_left: (N_h,) bool.
             face_crops: (N_f, 3, s, s); face_boxes: (N_f, 5) like hand_boxes.
             heads: extended heads to run (default: all).
+            flip_test: run the body heads on the body crops and on their mirror images too
+                and average the two maps (test-time augmentation: better keypoints for
+                twice the body network's time; the hand and face branches read the body
+                features of the crops as given).
         """
         if body.ndim != 4 or body.shape[1] != 3:
             raise ValueError(f"body must have shape (B, 3, H, W), got {tuple(body.shape)}")
-        feats = self.neck(self.backbone(self.normalise(body)))
         names = heads if heads is not None else tuple(self.extended.keys())
+        if flip_test:
+            asymmetric = [h for h in ("basic", *names) if self._mirror[h] is None]
+            if asymmetric:
+                raise ValueError(
+                    f"flip test needs left/right symmetric heads; {asymmetric} are not"
+                )
+            body = torch.cat([body, body.flip(-1)])
+        feats = self.neck(self.backbone(self.normalise(body)))
+        basic = self.basic(feats)
         extended = {s: self.extended[s](feats) for s in names}
+        if flip_test:
+            n = len(body) // 2
+
+            def merged(head: str, maps: PoseMaps) -> PoseMaps:
+                own, mirrored = (PoseMaps(*(t[sl] for t in (maps.K, maps.D, maps.L)))
+                                 for sl in (slice(None, n), slice(n, None)))  # fmt: skip
+                return _average(own, mirror_maps(mirrored, *self._mirror[head]))
+
+            basic = merged("basic", basic)
+            extended = {s: merged(s, m) for s, m in extended.items()}
+            feats = feats[:n]
         hands = face = None
         if hand_crops is not None and len(hand_crops):
             hands = self._part(
@@ -349,4 +418,4 @@ class DetNet(nn.Module):
             )
         if face_crops is not None and len(face_crops):
             face = self._part(self.face_encoder, self.face_net, face_crops, face_boxes, None, feats)
-        return DetNetOutput(self.basic(feats), extended, hands, face, feats)
+        return DetNetOutput(basic, extended, hands, face, feats)

@@ -104,8 +104,9 @@ def _sub(maps: PoseMaps, rows: torch.Tensor) -> PoseMaps:
     return PoseMaps(maps.K[rows], maps.D[rows], maps.L[rows])
 
 
-def forward(net: DetNet, batch: DetNetBatch) -> DetNetOutput:
-    """Run DetNet on a batch (all heads, the batch's hand and face crops)."""
+def forward(net: DetNet, batch: DetNetBatch, flip_test: bool = False) -> DetNetOutput:
+    """Run DetNet on a batch (all heads, the batch's hand and face crops; ``flip_test``: see
+    :meth:`fullcap.models.detnet.DetNet.forward`)."""
     h, f = batch.hands, batch.face
     return net(
         batch.body,
@@ -114,6 +115,7 @@ def forward(net: DetNet, batch: DetNetBatch) -> DetNetOutput:
         h.is_left if h else None,
         f.crops if f else None,
         f.boxes if f else None,
+        flip_test=flip_test,
     )
 
 
