@@ -700,6 +700,30 @@ def test_train_refiner_resumes_exports_and_is_used(trained, shard_dirs, tmp_path
     assert 0 <= report["refined_hand_auc_20_50"] <= 1 and report["refined_hand_epe_mm"] > 0
     with torch.no_grad():
         both.hand_refiner.out.bias.fill_(0.05)
+    # detnet-export --refiners-from: the checkpoint the refiners were trained on takes both; one
+    # whose hand branch moved on keeps the body refiner only; one whose body moved on, none
+    refined = tmp_path / "h" / "detnet_refined.safetensors"
+    same = load_detnet(export(a / "last.pt", tmp_path / "g.safetensors", refiners_from=refined))
+    for k, v in load_detnet(refined).state_dict().items():
+        torch.testing.assert_close(same.state_dict()[k], v, msg=k)
+    state = torch.load(a / "last.pt", weights_only=True)
+    for part in ("hand_net.", "backbone."):
+        moved = {
+            k: v + 0.01 if k.startswith(part) and v.is_floating_point() else v
+            for k, v in state["model"].items()
+        }
+        torch.save(dict(state, model=moved), tmp_path / "moved.pt")
+        out = tmp_path / f"moved-{part}safetensors"
+        if part == "backbone.":
+            with pytest.raises(ValueError, match="no keypoint refiner"):
+                export(tmp_path / "moved.pt", out, refiners_from=refined)
+            continue
+        with caplog.at_level(logging.WARNING):
+            kept = load_detnet(export(tmp_path / "moved.pt", out, refiners_from=refined))
+        assert "hand refiner not copied" in caplog.text
+        assert kept.hand_refiner is None and kept.config.hand_refiner_hidden == 0
+        for k, v in same.refiner.state_dict().items():
+            torch.testing.assert_close(kept.refiner.state_dict()[k], v, msg=k)
     est = DetNetEstimator(both, face=False)(image, box)
     plain_hands = DetNetEstimator(plain, face=False)(image, box)
     np.testing.assert_allclose(est.left_hand.uv, plain_hands.left_hand.uv, atol=1e-2)

@@ -286,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("detnet-export", parents=[verbose], help="checkpoint -> float16 weights")
     p.add_argument("checkpoint", help="a run's last.pt")
     p.add_argument("out", help="weights file (.safetensors)")
+    p.add_argument(
+        "--refiners-from",
+        metavar="WEIGHTS",
+        help="copy these weights' keypoint refiners where the network they were trained on is "
+        "unchanged (e.g. detnet_lite after a hand-branch fine-tune keeps its body refiner)",
+    )
     p = tsub.add_parser("detnet-data", parents=[verbose], help="render DetNet training shards")
     p.add_argument("out", help="folder: OUT/<source>/train and OUT/<source>/val")
     p.add_argument("--sources", nargs="*", help="default: all six")
@@ -462,7 +468,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     device=resolve_device(args.device), progress=sys.stderr.isatty(),
                 )  # fmt: skip
             if args.train_command == "detnet-export":
-                return detnet.export(args.checkpoint, args.out)
+                return detnet.export(args.checkpoint, args.out, args.refiners_from)
 
             if args.train_command == "detnet-data":
                 return detnet.data(

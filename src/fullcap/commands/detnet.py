@@ -203,11 +203,12 @@ def parse_counts(items: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def export(checkpoint: str, out: str) -> int:
-    """Write a checkpoint's DetNet as a float16 safetensors weights file."""
+def export(checkpoint: str, out: str, refiners_from: str | None = None) -> int:
+    """Write a checkpoint's DetNet as a float16 safetensors weights file (``refiners_from``:
+    copy the keypoint refiners of those weights where they fit)."""
     from fullcap.train.detnet import export as run
 
-    print(f"weights: {run(checkpoint, out)}")
+    print(f"weights: {run(checkpoint, out, refiners_from)}")
     return 0
 
 

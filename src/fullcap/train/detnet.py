@@ -510,14 +510,62 @@ def _load_init(net: DetNet, tensors: dict[str, torch.Tensor], source: str | Path
     return _module_groups(fresh)
 
 
-def export(checkpoint: str | Path, out: str | Path) -> Path:
+# what each keypoint refiner's input depends on (tensor-name prefixes): a refiner fits only
+# the network whose outputs it was trained on
+_REFINER_DEPENDS = {
+    "body": ("backbone.", "neck.", "basic.", "extended."),
+    "hand": ("backbone.", "neck.", "hand_encoder.", "hand_net."),
+}
+_REFINER_FIELDS = {
+    "body": ("refiner_inputs", "refiner_output", "refiner_hidden", "refiner_blocks"),
+    "hand": ("hand_refiner_hidden", "hand_refiner_blocks"),
+}
+
+
+def export(
+    checkpoint: str | Path, out: str | Path, refiners_from: str | Path | None = None
+) -> Path:
     """Write a checkpoint's DetNet as a float16 weights file with its config and training
-    info (``kind`` = ``detnet_<preset>``)."""
-    from fullcap.models.weights import save_weights
+    info (``kind`` = ``detnet_<preset>``).
+
+    ``refiners_from``: DetNet weights (a file or ``detnet_lite``) whose keypoint refiners are
+    copied where they still fit: the body refiner when the checkpoint's body network is the
+    one it was trained on (tensor for tensor, at the file's precision), the hand refiner
+    likewise for the hand branch (after a fine-tune of the hand branch alone, the body refiner
+    is kept and the hand refiner dropped with a warning). None fitting is an error.
+    """
+    from fullcap.models.weights import read_weights, save_weights
 
     state = load_checkpoint(Path(checkpoint))
     config = DetNetConfig.from_dict(state["config"])
-    net = DetNet(config)
-    net.load_state_dict(state["model"])
+    model = dict(state["model"])
     info = {"steps": state["step"], "train_config": state["train_config"]}
+    if refiners_from is not None:
+        tensors, meta = read_weights(refiners_from)
+        source = DetNetConfig.from_dict(meta["config"])
+        kept = []
+        for part, prefix in (("body", REFINER_PREFIXES[0]), ("hand", REFINER_PREFIXES[1])):
+            if not any(k.startswith(prefix) for k in tensors):
+                continue
+            names = [k for k in model if k.startswith(_REFINER_DEPENDS[part])]
+            if not all(_same(model[k], tensors.get(k)) for k in names):
+                log.warning(
+                    "%s's %s refiner not copied: this network's %s part is not the one it was "
+                    "trained on (train one: fullcap train refiner --part %s)",
+                    refiners_from, part, part, part,
+                )  # fmt: skip
+                continue
+            config = replace(config, **{f: getattr(source, f) for f in _REFINER_FIELDS[part]})
+            model |= {k: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+            info[f"{part}_refiner"] = meta.get("info", {}).get(f"{part}_refiner", {})
+            kept.append(part)
+        if not kept:
+            raise ValueError(f"no keypoint refiner of {refiners_from} fits {checkpoint}")
+    net = DetNet(config)
+    net.load_state_dict(model)
     return save_weights(net, f"detnet_{config.preset}", config.to_dict(), out, info, half=True)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor | None) -> bool:
+    """Whether checkpoint tensor ``a`` is weights-file tensor ``b`` at ``b``'s precision."""
+    return b is not None and a.shape == b.shape and torch.equal(a.to(b.dtype), b)
