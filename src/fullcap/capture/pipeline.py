@@ -103,8 +103,8 @@ class Capture:
             from its keypoints (one extra pass on detection frames only).
         part_min_conf: hands and face with a lower mean keypoint confidence are "not found".
         flip_test: for a DetNet given as a network: average its body maps with those of the
-            mirrored person crop (better body keypoints for about twice the body network's
-            time; see :class:`DetNetEstimator`).
+            mirrored person crop (better body keypoints, about 6 ms more per frame on the
+            project's CPU; see :class:`DetNetEstimator`).
     """
 
     def __init__(
