@@ -13,7 +13,7 @@ landmarks (2D maps only: the lambda_f term).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +24,10 @@ from fullcap.models.posenet import PoseMaps, PoseNet, decode
 from fullcap.models.refiner import FEATURES_PER_KEYPOINT, KeypointRefiner, keypoint_features
 from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _subset, swap_side
 
-# tensor-name prefixes of the keypoint refiners (trained on one DetNet's outputs, fit it only)
-REFINER_PREFIXES = ("refiner.", "hand_refiner.")
+# the keypoint refiners (trained on one DetNet's outputs, they fit it only) by part: their
+# tensors are named NAME.*, their DetNetConfig fields NAME_* (see refiner_fields)
+REFINER_NAMES = {"body": "refiner", "hand": "hand_refiner"}
+REFINER_PREFIXES = tuple(f"{name}." for name in REFINER_NAMES.values())
 BODY_STRIDE = 8  # backbone output stride: body maps are body_size // 8 pixels wide
 CROP_STRIDE = 4  # CropEncoder output stride: hand and face maps are size // 4 pixels wide
 
@@ -172,6 +174,12 @@ class DetNetConfig:
         return cls(**d)
 
 
+def refiner_fields(part: str) -> tuple[str, ...]:
+    """The DetNetConfig fields that describe the ``part`` ("body", "hand") refiner."""
+    prefix = f"{REFINER_NAMES[part]}_"
+    return tuple(f.name for f in fields(DetNetConfig) if f.name.startswith(prefix))
+
+
 def bones_of(names: tuple[str, ...], parents: tuple[int, ...] | None = None) -> torch.Tensor:
     """(n_bones, 2) (child, parent) index pairs of a keypoint set: ``parents`` (one index per
     keypoint, -1 for roots) or, by default, the BODY33 tree restricted to ``names``."""
@@ -205,6 +213,8 @@ def mirror_maps(maps: PoseMaps, keypoints: tuple[int, ...], bones: tuple[int, ..
 
     def swap(t: torch.Tensor, order: tuple[int, ...], vectors: bool) -> torch.Tensor:
         t = t.flip(-1)
+        if not t.shape[1]:  # no such maps (2D-only heads, heads without bones)
+            return t
         if not vectors:
             return t[:, list(order)]
         b, c, h, w = t.shape
@@ -212,11 +222,8 @@ def mirror_maps(maps: PoseMaps, keypoints: tuple[int, ...], bones: tuple[int, ..
         v = v * v.new_tensor([-1.0, 1.0, 1.0]).view(1, 1, 3, 1, 1)
         return v.reshape(b, c, h, w)
 
-    with_3d = maps.L.shape[1] > 0
     return PoseMaps(
-        swap(maps.K, keypoints, False),
-        swap(maps.D, bones, True) if maps.D.shape[1] else maps.D.flip(-1),
-        swap(maps.L, keypoints, True) if with_3d else maps.L.flip(-1),
+        swap(maps.K, keypoints, False), swap(maps.D, bones, True), swap(maps.L, keypoints, True)
     )
 
 
@@ -383,9 +390,9 @@ class DetNet(nn.Module):
             face_crops: (N_f, 3, s, s); face_boxes: (N_f, 5) like hand_boxes.
             heads: extended heads to run (default: all).
             flip_test: run the body heads on the body crops and on their mirror images too
-                and average the two maps (test-time augmentation: better keypoints for
-                twice the body network's time; the hand and face branches read the body
-                features of the crops as given).
+                (as one batch) and average the two maps (test-time augmentation: better 2D
+                keypoints; the hand and face branches read the body features of the crops
+                as given).
         """
         if body.ndim != 4 or body.shape[1] != 3:
             raise ValueError(f"body must have shape (B, 3, H, W), got {tuple(body.shape)}")

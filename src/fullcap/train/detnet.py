@@ -37,10 +37,12 @@ from fullcap.data.heads import detnet_config
 from fullcap.data.mixer import EVAL_AUGMENT, Mixer, make_loader, open_sources
 from fullcap.models.detnet import (
     HAND_BONES,
+    REFINER_NAMES,
     REFINER_PREFIXES,
     DetNet,
     DetNetConfig,
     DetNetOutput,
+    refiner_fields,
 )
 from fullcap.models.posenet import PoseMaps, posenet_loss
 from fullcap.synth.shards import Augment
@@ -516,10 +518,6 @@ _REFINER_DEPENDS = {
     "body": ("backbone.", "neck.", "basic.", "extended."),
     "hand": ("backbone.", "neck.", "hand_encoder.", "hand_net."),
 }
-_REFINER_FIELDS = {
-    "body": ("refiner_inputs", "refiner_output", "refiner_hidden", "refiner_blocks"),
-    "hand": ("hand_refiner_hidden", "hand_refiner_blocks"),
-}
 
 
 def export(
@@ -544,7 +542,8 @@ def export(
         tensors, meta = read_weights(refiners_from)
         source = DetNetConfig.from_dict(meta["config"])
         kept = []
-        for part, prefix in (("body", REFINER_PREFIXES[0]), ("hand", REFINER_PREFIXES[1])):
+        for part, name in REFINER_NAMES.items():
+            prefix = f"{name}."
             if not any(k.startswith(prefix) for k in tensors):
                 continue
             names = [k for k in model if k.startswith(_REFINER_DEPENDS[part])]
@@ -555,7 +554,7 @@ def export(
                     refiners_from, part, part, part,
                 )  # fmt: skip
                 continue
-            config = replace(config, **{f: getattr(source, f) for f in _REFINER_FIELDS[part]})
+            config = replace(config, **{f: getattr(source, f) for f in refiner_fields(part)})
             model |= {k: v.float() for k, v in tensors.items() if k.startswith(prefix)}
             info[f"{part}_refiner"] = meta.get("info", {}).get(f"{part}_refiner", {})
             kept.append(part)

@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -37,7 +37,13 @@ from fullcap.data.detnet_batches import DetNetBatch, build_sample, collate
 from fullcap.data.mixer import EVAL_AUGMENT, open_sources
 from fullcap.eval.metrics import auc_pck, pa_errors, pck, root_aligned_errors
 from fullcap.io import atomic_path
-from fullcap.models.detnet import REFINER_PREFIXES, DetNet, DetNetConfig
+from fullcap.models.detnet import (
+    REFINER_NAMES,
+    REFINER_PREFIXES,
+    DetNet,
+    DetNetConfig,
+    refiner_fields,
+)
 from fullcap.models.posenet import PoseTargets, decode
 from fullcap.models.refiner import keypoint_features
 from fullcap.skeletons import HAND21
@@ -325,13 +331,10 @@ def _detnet_id(tensors: dict[str, torch.Tensor], config: DetNetConfig) -> str:
     """A hash of what the features depend on: the DetNet's tensors and config without any
     refiner (so stored features stay valid when the other part's refiner is added)."""
     h = hashlib.sha256()
+    defaults = DetNetConfig()
     bare = replace(
         config,
-        **{
-            f.name: f.default
-            for f in fields(DetNetConfig)
-            if f.name.startswith(("refiner_", "hand_refiner_"))
-        },
+        **{f: getattr(defaults, f) for part in REFINER_NAMES for f in refiner_fields(part)},
     )
     h.update(json.dumps(bare.to_dict(), sort_keys=True).encode())
     for k in sorted(tensors):
@@ -379,7 +382,7 @@ def train_refiner(
     with torch.random.fork_rng(devices=[]):  # the refiner's initial weights: seeded
         torch.manual_seed(tc.seed)
         net = DetNet(config)
-    prefix = REFINER_PREFIXES[0] if tc.part == "body" else REFINER_PREFIXES[1]
+    prefix = f"{REFINER_NAMES[tc.part]}."
     if any(k.startswith(prefix) for k in tensors):
         log.warning("%s already has a %s refiner: training a new one", tc.weights, tc.part)
     own = {k for k in net.state_dict() if not k.startswith(prefix)}
