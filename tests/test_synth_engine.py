@@ -305,3 +305,53 @@ def test_webcam_faces_are_frontal_and_fill_the_image(model):
     _, yaw_wild = stats("face_like")
     assert fill > 0.25
     assert yaw < yaw_wild
+
+
+# ------------------------------------------------------------------------- appearance
+
+
+def test_clothes_and_hands_tell_front_from_back(model):
+    """The front/back cues of the procedural appearance: necklines dip at the front (skin
+    shows there, cloth at the same height on the back), prints and plackets sit on the front
+    only, pockets on the back only, and palms are lighter than the backs of the hands."""
+    from fullcap.synth.appearance import AppearanceModel, AppearanceStyle
+
+    am = AppearanceModel(model)
+    none = AppearanceStyle(p_top=1.0, p_gloves=0.0, p_neckline=0, p_print=0, p_pockets=0)
+    z = am.pos[:, 2]
+    chest = am.masks["torso"] & (z > am.z_neck - 0.09) & (z < am.z_neck - 0.06)
+    hand_back = am.masks["hand"] & ~am.palm
+    assert am.palm.sum() > 100 and hand_back.sum() > 100
+
+    def bare(style: AppearanceStyle, seed: int) -> tuple[int, int]:
+        """People (of 40) whose front / back chest band is mostly skin."""
+        rng, n_front, n_back = np.random.default_rng(seed), 0, 0
+        for _ in range(40):
+            a = am.sample(rng, style)
+            skin = a.albedo[am.masks["neck"]].mean(0)
+            is_skin = np.abs(a.albedo - skin).max(1) < 0.06
+            n_front += is_skin[chest & am.front].mean() > 0.5
+            n_back += is_skin[chest & am.back].mean() > 0.5
+            palm, hand = a.albedo[am.palm].mean(), a.albedo[hand_back].mean()
+            assert palm > hand or (a.codes[0] < 150 and palm > 0.95 * hand), a.codes[0]
+        return n_front, n_back
+
+    front, back = bare(dataclasses.replace(none, p_neckline=1.0), 0)
+    assert front >= 20 and back <= 2, (front, back)
+    assert bare(none, 0)[0] <= 2
+
+    def changed(style: AppearanceStyle, seed: int) -> np.ndarray:
+        """Vertices whose albedo ``style`` changes against ``none`` (same random draws up to
+        the garment)."""
+        a = am.sample(np.random.default_rng(seed), style).albedo
+        b = am.sample(np.random.default_rng(seed), none).albedo
+        return np.abs(a - b).max(1) > 1e-6
+
+    upper = z > am.z_pelvis + 0.16  # above any waistband (the bottom's colours differ below)
+    prints = [changed(dataclasses.replace(none, p_print=1.0), s) & upper for s in range(12)]
+    assert sum(p.any() for p in prints) >= 10
+    assert all(not (p & ~am.front).any() for p in prints)
+    pockets = [changed(dataclasses.replace(none, p_pockets=1.0), s) for s in range(12)]
+    hips = am.masks["hips"]
+    assert sum((p & hips).any() for p in pockets) >= 3  # not under skirts
+    assert all(not (p & hips & ~am.back).any() for p in pockets)

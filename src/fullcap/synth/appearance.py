@@ -6,6 +6,12 @@ the limbs of the *rest* mesh, and patterns (stripes, checks, noise) from rest-me
 positions, so they stick to the body as it moves. The body mesh has vertices about 1.4 cm
 apart (0.4 cm on the head and hands), so patterns use periods of 6 cm and more.
 
+Front and back differ, as on real people, so that an image shows which way a body faces
+(the left/right swaps of DetNet come from confusing the two): necklines dip at the front,
+prints and button plackets sit on the front of tops, patch pockets on the back of trousers,
+and palms are lighter than the backs of the hands. Front and back come from the rest mesh's
+vertex normals (the model faces -Y).
+
 Colours are linear RGB in [0, 1] (sRGB values are converted with gamma 2.2); the shading in
 :mod:`fullcap.synth.scene` works in linear RGB and converts back to sRGB.
 """
@@ -125,6 +131,10 @@ class AppearanceStyle:
     p_cap: float = 0.1
     p_saturated: float = 0.3  # garment colour from random HSV instead of the common palette
     skin_range: tuple[float, float] = (0.0, 1.0)  # position along the skin swatch curve
+    # Front/back cues (what tells a body seen from the front from one seen from the back):
+    p_neckline: float = 0.6  # the top's neckline dips at the front (scoop or V)
+    p_print: float = 0.35  # a print or a button placket on the front of the top
+    p_pockets: float = 0.4  # patch pockets on the back of the trousers or shorts
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,19 @@ class AppearanceModel:
             m = side == s
             self.arm_t[m] = _along(pos[m], j(f"upperarm01.{s}"), j(f"wrist.{s}"))
             self.leg_t[m] = _along(pos[m], j(f"upperleg01.{s}"), j(f"foot.{s}"))
+        normals = _vertex_normals(pos, model.faces.cpu().numpy())
+        self.front = normals[:, 1] < -0.35  # the model faces -Y
+        self.back = normals[:, 1] > 0.35
+        self.x_mid = float(np.median(pos[(region == _R["torso"]), 0]))
+        # Palms: hand vertices facing the side the fingers curl to (lighter skin there).
+        self.palm = np.zeros(len(pos), dtype=bool)
+        for s in ("L", "R"):
+            along = j(f"finger3-1.{s}") - j(f"wrist.{s}")
+            across = j(f"finger2-1.{s}") - j(f"finger5-1.{s}")
+            n = np.cross(along, across)
+            tip = j(f"finger3-3.{s}") - j(f"finger3-1.{s}")
+            n *= np.sign(tip @ n) / np.linalg.norm(n)
+            self.palm |= (region == _R["hand"]) & (side == s) & (normals @ n > 0.3)
         self.z_pelvis = j("upperleg01.L")[2]
         self.z_neck = j("neck01")[2]
         eye_c = {s: pos[(region == _R["eye"]) & (side == s)].mean(0) for s in ("L", "R")}
@@ -264,6 +287,9 @@ class AppearanceModel:
         albedo = np.empty((len(pos), 3), np.float32)
         albedo[:] = lin
         albedo *= (1 + 0.06 * self._noise(rng, 3.0))[:, None]  # blotchiness
+        # Palms carry less pigment than the backs of the hands, more so on darker skin.
+        palm = np.maximum(srgb_to_linear(_SKIN[0]), lin)
+        albedo[self.palm] = lin + (palm - lin) * rng.uniform(0.3, 0.7)
         redness = np.array([1.04, 0.96, 0.95])
         albedo[self.lips] *= redness * rng.uniform(0.6, 0.8)
         albedo[self.brows] *= rng.uniform(0.25, 0.6)
@@ -306,6 +332,12 @@ class AppearanceModel:
             neck_z = self.z_neck - rng.uniform(0.01, 0.08)
             hem_z = self.z_pelvis + rng.uniform(-0.08, 0.12)
             torso = (M["torso"] | M["hips"]) & (pos[:, 2] < neck_z)
+            if rng.random() < st.p_neckline:  # scoop or V at the front
+                dip = rng.uniform(0.04, 0.14)
+                v = rng.random() < 0.5
+                dx = np.abs(pos[:, 0] - self.x_mid) / rng.uniform(0.06, 0.11)
+                depth = dip * np.clip(1 - dx, 0, 1) ** (1.0 if v else 0.5)
+                torso &= ~(self.front & (pos[:, 2] > neck_z - depth))
             torso &= pos[:, 2] > hem_z
             arms = (M["upperarm"] | M["forearm"]) & (self.arm_t < t_len[sleeve])
             top_mask = torso | arms
@@ -331,6 +363,10 @@ class AppearanceModel:
             if not m.any():
                 continue
             col = self._paint_garment(rng, albedo, m, st)
+            if name in ("top", "dress") and rng.random() < st.p_print:
+                self._paint_front(rng, albedo, m & M["torso"], col)
+            if name == "bottom" and leg != 4 and rng.random() < st.p_pockets:
+                self._paint_pockets(rng, albedo, m & M["hips"] & self.back, col)
             if name in ("top", "dress"):
                 summary[1] = col
             if name in ("bottom", "dress"):
@@ -385,9 +421,51 @@ class AppearanceModel:
         albedo[m] = col * folds[:, None]
         return c1
 
+    def _paint_front(self, rng: np.random.Generator, albedo: np.ndarray, m: np.ndarray, col):
+        """A print on the chest, or a button placket down the middle, on the front only."""
+        m = m & self.front
+        if not m.any():
+            return
+        p = self.pos
+        dx = np.abs(p[:, 0] - self.x_mid)
+        if rng.random() < 0.6:  # print: a rectangle or an ellipse on the chest
+            zc = self.z_neck - rng.uniform(0.12, 0.2)
+            hw, hh = rng.uniform(0.04, 0.1), rng.uniform(0.03, 0.08)
+            if rng.random() < 0.5:
+                inside = (dx < hw) & (np.abs(p[:, 2] - zc) < hh)
+            else:
+                inside = (dx / hw) ** 2 + ((p[:, 2] - zc) / hh) ** 2 < 1
+            ink = _rand_color(rng, True) if rng.random() < 0.7 else 1.0 - np.asarray(col)
+        else:  # placket: a narrow strip down the front
+            inside = dx < rng.uniform(0.01, 0.02)
+            ink = np.clip(np.asarray(col) * rng.uniform(0.3, 0.6), 0, 1)
+        albedo[m & inside] = srgb_to_linear(np.asarray(ink))
+
+    def _paint_pockets(self, rng: np.random.Generator, albedo: np.ndarray, m: np.ndarray, col):
+        """Two patch pockets on the seat, a shade off the cloth, on the back only."""
+        if not m.any():
+            return
+        p = self.pos
+        z_top = self.z_pelvis + rng.uniform(0.0, 0.05)
+        h = rng.uniform(0.08, 0.13)
+        dx = np.abs(p[:, 0] - self.x_mid)
+        inside = (p[:, 2] < z_top) & (p[:, 2] > z_top - h) & (dx > 0.03) & (dx < 0.13)
+        shade = np.clip(np.asarray(col) * rng.uniform(0.5, 0.8), 0, 1)
+        albedo[m & inside] = srgb_to_linear(shade)
+
     def albedo_tensor(self, appearances: list[Appearance]) -> torch.Tensor:
         """Stack albedos to (B, V, 3) float32 torch (linear RGB)."""
         return torch.from_numpy(np.stack([a.albedo for a in appearances]))
+
+
+def _vertex_normals(pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) unit area-weighted vertex normals of a triangle mesh."""
+    a, b, c = (pos[faces[:, i]] for i in range(3))
+    fn = np.cross(b - a, c - a)
+    vn = np.zeros_like(pos)
+    for i in range(3):
+        np.add.at(vn, faces[:, i], fn)
+    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
 
 
 def _norm(p: tuple[float, ...]) -> np.ndarray:
