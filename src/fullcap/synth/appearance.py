@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from fullcap.bodymodel.model import BodyModel
+from fullcap.synth.scene import vertex_normals
 
 __all__ = ["REGIONS", "Appearance", "AppearanceModel", "AppearanceStyle", "srgb_to_linear"]
 
@@ -217,10 +218,11 @@ class AppearanceModel:
             m = side == s
             self.arm_t[m] = _along(pos[m], j(f"upperarm01.{s}"), j(f"wrist.{s}"))
             self.leg_t[m] = _along(pos[m], j(f"upperleg01.{s}"), j(f"foot.{s}"))
-        normals = _vertex_normals(pos, model.faces.cpu().numpy())
+        normals = vertex_normals(torch.from_numpy(pos)[None], model.faces.cpu().long())[0].numpy()
         self.front = normals[:, 1] < -0.35  # the model faces -Y
         self.back = normals[:, 1] > 0.35
-        self.x_mid = float(np.median(pos[(region == _R["torso"]), 0]))
+        x_mid = np.median(pos[(region == _R["torso"]), 0])
+        self.dx_mid = np.abs(pos[:, 0] - x_mid)  # distance from the body's midline plane
         # Palms: hand vertices facing the side the fingers curl to (lighter skin there).
         self.palm = np.zeros(len(pos), dtype=bool)
         for s in ("L", "R"):
@@ -335,7 +337,7 @@ class AppearanceModel:
             if rng.random() < st.p_neckline:  # scoop or V at the front
                 dip = rng.uniform(0.04, 0.14)
                 v = rng.random() < 0.5
-                dx = np.abs(pos[:, 0] - self.x_mid) / rng.uniform(0.06, 0.11)
+                dx = self.dx_mid / rng.uniform(0.06, 0.11)
                 depth = dip * np.clip(1 - dx, 0, 1) ** (1.0 if v else 0.5)
                 torso &= ~(self.front & (pos[:, 2] > neck_z - depth))
             torso &= pos[:, 2] > hem_z
@@ -366,7 +368,7 @@ class AppearanceModel:
             if name in ("top", "dress") and rng.random() < st.p_print:
                 self._paint_front(rng, albedo, m & M["torso"], col)
             if name == "bottom" and leg != 4 and rng.random() < st.p_pockets:
-                self._paint_pockets(rng, albedo, m & M["hips"] & self.back, col)
+                self._paint_pockets(rng, albedo, m & M["hips"], col)
             if name in ("top", "dress"):
                 summary[1] = col
             if name in ("bottom", "dress"):
@@ -426,8 +428,7 @@ class AppearanceModel:
         m = m & self.front
         if not m.any():
             return
-        p = self.pos
-        dx = np.abs(p[:, 0] - self.x_mid)
+        p, dx = self.pos, self.dx_mid
         if rng.random() < 0.6:  # print: a rectangle or an ellipse on the chest
             zc = self.z_neck - rng.uniform(0.12, 0.2)
             hw, hh = rng.uniform(0.04, 0.1), rng.uniform(0.03, 0.08)
@@ -443,12 +444,12 @@ class AppearanceModel:
 
     def _paint_pockets(self, rng: np.random.Generator, albedo: np.ndarray, m: np.ndarray, col):
         """Two patch pockets on the seat, a shade off the cloth, on the back only."""
+        m = m & self.back
         if not m.any():
             return
-        p = self.pos
+        p, dx = self.pos, self.dx_mid
         z_top = self.z_pelvis + rng.uniform(0.0, 0.05)
         h = rng.uniform(0.08, 0.13)
-        dx = np.abs(p[:, 0] - self.x_mid)
         inside = (p[:, 2] < z_top) & (p[:, 2] > z_top - h) & (dx > 0.03) & (dx < 0.13)
         shade = np.clip(np.asarray(col) * rng.uniform(0.5, 0.8), 0, 1)
         albedo[m & inside] = srgb_to_linear(shade)
@@ -456,16 +457,6 @@ class AppearanceModel:
     def albedo_tensor(self, appearances: list[Appearance]) -> torch.Tensor:
         """Stack albedos to (B, V, 3) float32 torch (linear RGB)."""
         return torch.from_numpy(np.stack([a.albedo for a in appearances]))
-
-
-def _vertex_normals(pos: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) unit area-weighted vertex normals of a triangle mesh."""
-    a, b, c = (pos[faces[:, i]] for i in range(3))
-    fn = np.cross(b - a, c - a)
-    vn = np.zeros_like(pos)
-    for i in range(3):
-        np.add.at(vn, faces[:, i], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
 
 
 def _norm(p: tuple[float, ...]) -> np.ndarray:
