@@ -804,3 +804,67 @@ def test_flip_test_is_mirror_symmetric_and_leaves_hands_alone():
     with pytest.raises(ValueError, match=r"symmetric heads; \['solo'\]"):
         DetNet(odd).eval()(x, flip_test=True)
     assert DetNet(odd).eval()(x, heads=("humbi",), flip_test=True).basic.K.shape[0] == 2
+
+
+def test_feature_mirror_is_the_refiner_input_of_mirrored_maps():
+    """FeatureMirror turns the refiner's input and the output head's 3D keypoints into those
+    of the mirrored maps (exactly: decoding commutes with mirroring), and is its own inverse."""
+    from fullcap.models.detnet import mirror_maps
+    from fullcap.train.refiner import body_mirror
+
+    torch.manual_seed(1)
+    cfg = DetNetConfig.from_preset("lite", body_size=64, hand_size=32, face_size=32)
+    cfg = replace(cfg, refiner_inputs=("basic", "humbi"), refiner_hidden=16)
+    net = DetNet(cfg).eval()
+    x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        out = net(x, heads=net.heads_for("humbi"))
+    mirrored = replace(
+        out,
+        basic=mirror_maps(out.basic, *net._mirror["basic"]),
+        extended={h: mirror_maps(m, *net._mirror[h]) for h, m in out.extended.items()},
+    )
+    m = body_mirror(cfg)
+    f, fm = net.refiner_features(out), net.refiner_features(mirrored)
+    torch.testing.assert_close(m.features(f), fm, atol=1e-5, rtol=1e-5)
+    xyz, xyz_m = decode(out.extended["humbi"])[2], decode(mirrored.extended["humbi"])[2]
+    torch.testing.assert_close(m.xyz(xyz), xyz_m, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(m.features(m.features(f)), f)
+    known = torch.rand(3, 33) < 0.5
+    assert torch.equal(m.mask(m.mask(known)), known) and not torch.equal(m.mask(known), known)
+    with pytest.raises(ValueError, match="body refiner"):
+        from fullcap.train.refiner import RefinerTrainConfig
+
+        RefinerTrainConfig(part="hand", mirror=True)
+
+
+def test_mirrored_refiner_run_resumes_and_reports_the_symmetrised_score(
+    shard_dirs, trained, tmp_path
+):
+    """A body refiner run with --mirror: resumed after one epoch it ends where an unbroken
+    run does (the mirrored rows are drawn from the epoch's seed), and its ledger reports the
+    refiner averaged with its mirror image beside the plain refined score."""
+    from fullcap.train.refiner import RefinerTrainConfig, train_refiner
+
+    a, _, _ = trained
+    weights = export(a / "last.pt", tmp_path / "w.safetensors")
+    data = (shard_dirs["mtc_like"], shard_dirs["h36m_like"])
+    tc = RefinerTrainConfig(
+        weights=str(weights), data=data, val=data, hidden=16, passes=1, epochs=2,
+        batch_size=4, val_samples=8, image_size=128, mirror=True,
+    )  # fmt: skip
+    train_refiner(tmp_path / "a", tc)
+    train_refiner(tmp_path / "b", tc, run_epochs=1)
+    shutil.copytree(tmp_path / "b" / "features", tmp_path / "c" / "features")
+    train_refiner(tmp_path / "b", RefinerTrainConfig())
+    plain = replace(tc, mirror=False)
+    train_refiner(tmp_path / "c", plain)
+    sa, sb, sc = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "abc")
+    assert sb["train_config"]["mirror"] and not sc["train_config"]["mirror"]
+    for k, v in sa["refiner"].items():
+        torch.testing.assert_close(sb["refiner"][k], v, msg=k)
+    assert any(not torch.equal(sc["refiner"][k], v) for k, v in sa["refiner"].items())
+    rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= r["mtc_refined_sym"] <= 1 for r in rows)
+    rows = [json.loads(x) for x in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
+    assert not any("refined_sym" in k for k in rows[0])

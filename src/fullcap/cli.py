@@ -282,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="passes over the training images, each freshly augmented (default: 2)",
     )
     p.add_argument("--epochs", type=int, default=30, help="(default: 30)")
+    p.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="body: train on half of each batch mirrored left/right (default: off)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p = tsub.add_parser("detnet-export", parents=[verbose], help="checkpoint -> float16 weights")
     p.add_argument("checkpoint", help="a run's last.pt")
@@ -466,6 +472,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     args.out, args.weights, args.part, args.data, args.val, args.inputs,
                     args.output, args.hidden, args.blocks, args.passes, args.epochs, args.seed,
                     device=resolve_device(args.device), progress=sys.stderr.isatty(),
+                    mirror=args.mirror,
                 )  # fmt: skip
             if args.train_command == "detnet-export":
                 return detnet.export(args.checkpoint, args.out, args.refiners_from)

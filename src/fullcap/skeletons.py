@@ -16,6 +16,7 @@ Conventions:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 BODY33: tuple[str, ...] = (
@@ -156,6 +157,12 @@ def swap_side(name: str) -> str:
     return name
 
 
+def side_permutation(names: Sequence[str]) -> tuple[int, ...]:
+    """Index permutation of ``names`` that swaps left and right (``left_x`` <-> ``right_x``);
+    ValueError when a side's keypoint has no partner."""
+    return tuple(list(names).index(swap_side(n)) for n in names)
+
+
 @dataclass(frozen=True)
 class KeypointSet:
     """A named keypoint set: ordered names, a parent per keypoint (None for roots), edges."""
@@ -179,7 +186,7 @@ class KeypointSet:
 
         if self.name == "face68":
             return tuple(_FACE68_FLIP)
-        return tuple(self.names.index(swap_side(n)) for n in self.names)
+        return side_permutation(self.names)
 
 
 def _from_parents(name: str, names: tuple[str, ...], parent: dict[str, str | None]) -> KeypointSet:

@@ -168,6 +168,7 @@ def train_refiner(
     seed: int,
     device: Any = "cpu",
     progress: bool = False,
+    mirror: bool = False,
 ) -> int:
     """Train (or resume) the body or hand (``part``) keypoint refiner of DetNet ``weights`` in
     ``out`` (:mod:`fullcap.train.refiner`); writes ``OUT/detnet_refined.safetensors``."""
@@ -187,6 +188,7 @@ def train_refiner(
         passes=passes,
         epochs=epochs,
         seed=seed,
+        mirror=mirror,
     )
     run(out, tc, device, progress)
     return 0

@@ -22,7 +22,15 @@ from torch import nn
 from fullcap.models.backbone import CropEncoder, Neck, make_backbone, make_crop_encoder
 from fullcap.models.posenet import PoseMaps, PoseNet, decode
 from fullcap.models.refiner import FEATURES_PER_KEYPOINT, KeypointRefiner, keypoint_features
-from fullcap.skeletons import BASIC9, BODY33, BODY33_SET, FACE68, HAND21_SET, _subset, swap_side
+from fullcap.skeletons import (
+    BASIC9,
+    BODY33,
+    BODY33_SET,
+    FACE68,
+    HAND21_SET,
+    _subset,
+    side_permutation,
+)
 
 # the keypoint refiners (trained on one DetNet's outputs, they fit it only) by part: their
 # tensors are named NAME.*, their DetNetConfig fields NAME_* (see refiner_fields)
@@ -197,7 +205,7 @@ def mirror_permutations(
     ``right_x``) in a head of keypoints ``names`` and ``bones`` (n_bones, 2); None when the
     head is not left/right symmetric (a side's keypoint or bone has no partner)."""
     try:
-        kp = tuple(names.index(swap_side(n)) for n in names)
+        kp = side_permutation(names)
         pairs = [tuple(b) for b in bones.tolist()]
         bone = tuple(pairs.index((kp[c], kp[p])) for c, p in pairs)
     except ValueError:

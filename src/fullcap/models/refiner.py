@@ -13,12 +13,16 @@ trained after DetNet, on DetNet's own outputs over the training images with DetN
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from fullcap.models.posenet import PoseMaps, decode
 
 FEATURES_PER_KEYPOINT = 6  # u, v (map side = 1, centred), confidence, x, y, z
+_F = FEATURES_PER_KEYPOINT
+_MIRROR_SIGN = (-1.0, 1.0, 1.0, -1.0, 1.0, 1.0)  # a mirror image negates u and camera x
 
 
 def keypoint_features(
@@ -30,6 +34,42 @@ def keypoint_features(
     side = maps.K.new_tensor([maps.K.shape[-1], maps.K.shape[-2]])
     f = torch.cat([uv / side - 0.5, conf[..., None], xyz], dim=-1)
     return f.flatten(1), (uv, conf, xyz)
+
+
+class FeatureMirror:
+    """Left/right mirroring of refiner inputs and 3D keypoints: what the heads would give
+    for the mirror image of the crop, were the network exactly symmetric. Each input head's
+    keypoints swap sides (``input_swaps``: per head, :func:`fullcap.skeletons.side_permutation`
+    of its names) and their centred u and camera x change sign; the output head's 3D
+    keypoints and masks swap with ``output_swap``. Its own inverse."""
+
+    def __init__(self, input_swaps: Sequence[Sequence[int]], output_swap: Sequence[int]):
+        index: list[int] = []
+        offset = 0
+        for swap in input_swaps:
+            index += [(offset + j) * _F + c for j in swap for c in range(_F)]
+            offset += len(swap)
+        self.index = torch.tensor(index)
+        self.sign = torch.tensor(_MIRROR_SIGN * offset)
+        self.keypoints = torch.tensor(list(output_swap))
+        self.xyz_sign = torch.tensor(_MIRROR_SIGN[3:])
+
+    def to(self, device: torch.device | str) -> FeatureMirror:
+        for name in ("index", "sign", "keypoints", "xyz_sign"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def features(self, f: torch.Tensor) -> torch.Tensor:
+        """Refiner inputs (B, F) of the mirror images."""
+        return f[:, self.index] * self.sign
+
+    def xyz(self, xyz: torch.Tensor) -> torch.Tensor:
+        """Output-head 3D keypoints (B, P, 3) of the mirror images."""
+        return xyz[:, self.keypoints] * self.xyz_sign
+
+    def mask(self, m: torch.Tensor) -> torch.Tensor:
+        """Per-keypoint flags (B, P) of the mirror images."""
+        return m[:, self.keypoints]
 
 
 class KeypointRefiner(nn.Module):

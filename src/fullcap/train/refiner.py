@@ -45,8 +45,8 @@ from fullcap.models.detnet import (
     refiner_fields,
 )
 from fullcap.models.posenet import PoseTargets, decode
-from fullcap.models.refiner import keypoint_features
-from fullcap.skeletons import HAND21
+from fullcap.models.refiner import FeatureMirror, keypoint_features
+from fullcap.skeletons import HAND21, side_permutation
 from fullcap.synth.shards import Augment
 from fullcap.train.checkpoint import Ledger, load_checkpoint, save_checkpoint
 
@@ -76,6 +76,7 @@ class RefinerTrainConfig:
     val_samples: int = 200
     image_size: int = 256
     seed: int = 0
+    mirror: bool = False  # body: half of each batch mirrored left/right (see _Mirror)
 
     def __post_init__(self) -> None:
         for name in ("passes", "epochs", "batch_size", "val_samples", "hidden"):
@@ -86,6 +87,9 @@ class RefinerTrainConfig:
             raise ValueError(f"refiner lr must be > 0, got {self.lr!r}")
         if self.part not in ("body", "hand"):
             raise ValueError(f"refiner part must be 'body' or 'hand', got {self.part!r}")
+        if self.mirror and self.part != "body":
+            raise ValueError("refiner mirroring is for the body refiner (hand crops are all "
+                             "right hands already)")  # fmt: skip
 
 
 def _fill(
@@ -344,6 +348,13 @@ def _detnet_id(tensors: dict[str, torch.Tensor], config: DetNetConfig) -> str:
     return h.hexdigest()
 
 
+def body_mirror(config: DetNetConfig) -> FeatureMirror:
+    """The :class:`FeatureMirror` of a body refiner's inputs and output head."""
+    heads = {"basic": config.basic} | dict(config.extended)
+    swaps = [side_permutation(heads[h]) for h in config.refiner_inputs]
+    return FeatureMirror(swaps, side_permutation(heads[config.refiner_output]))
+
+
 def _refined_config(config: DetNetConfig, tc: RefinerTrainConfig) -> DetNetConfig:
     if tc.part == "hand":
         return replace(config, hand_refiner_hidden=tc.hidden, hand_refiner_blocks=tc.blocks)
@@ -403,6 +414,7 @@ def train_refiner(
     refiner = net.refiner if tc.part == "body" else net.hand_refiner
     assert refiner is not None
     dev = torch.device(device)
+    mirror = body_mirror(config).to(dev) if tc.mirror else None
     x_all, base_all = train["features"].to(dev), train["base"].to(dev)
     y_all, known_all = train["target"].to(dev), train["known"].to(dev)
     steps_per_epoch = math.ceil(len(x_all) / tc.batch_size)
@@ -415,7 +427,8 @@ def train_refiner(
         sched.load_state_dict(state["scheduler"])
         epoch = state["epoch"]
     else:
-        refiner.set_normalisation(train["features"])
+        f = train["features"]
+        refiner.set_normalisation(f if mirror is None else torch.cat([f, mirror.features(f)]))
     ledger = Ledger(out_dir / "metrics.jsonl")
 
     def validate() -> dict[str, float]:
@@ -423,18 +436,29 @@ def train_refiner(
         row = {}
         with torch.no_grad():
             for name, d in val.items():
-                refined = refiner(d["features"].to(dev), d["base"].to(dev)).cpu()
+                x, base = d["features"].to(dev), d["base"].to(dev)
+                refined = refiner(x, base).cpu()
                 scores = _scores(tc.part, refined, d, basic_index, tc.output)
+                if mirror is not None:  # the refiner and its mirror image averaged
+                    back = mirror.xyz(refiner(mirror.features(x), mirror.xyz(base))).cpu()
+                    scores["refined_sym"] = basic_pck((refined + back) / 2, d, basic_index)
                 short = name.removesuffix("_like")
                 row |= {f"{short}_{k}": v for k, v in scores.items()}
         return row
 
     def loss_of(j: torch.Tensor) -> torch.Tensor:
-        pred = refiner(x_all[j], base_all[j])
+        x, base, y, known = x_all[j], base_all[j], y_all[j], known_all[j]
+        if mirror is not None:  # half the rows as their mirror images
+            flip = torch.rand(len(j), device=dev) < 0.5
+            x = torch.where(flip[:, None], mirror.features(x), x)
+            base = torch.where(flip[:, None, None], mirror.xyz(base), base)
+            y = torch.where(flip[:, None, None], mirror.xyz(y), y)
+            known = torch.where(flip[:, None], mirror.mask(known), known)
+        pred = refiner(x, base)
         if tc.part == "hand":  # hands are compared with their middle1 roots aligned
             pred = pred - pred[:, _MIDDLE1 : _MIDDLE1 + 1]
-        err = (pred - y_all[j]).norm(dim=-1)
-        m = known_all[j].to(err.dtype)
+        err = (pred - y).norm(dim=-1)
+        m = known.to(err.dtype)
         return (err * m).sum() / m.sum().clamp(min=1)
 
     bar = None
