@@ -808,9 +808,9 @@ def test_flip_test_is_mirror_symmetric_and_leaves_hands_alone():
 
 def test_feature_mirror_is_the_refiner_input_of_mirrored_maps():
     """FeatureMirror turns the refiner's input and the output head's 3D keypoints into those
-    of the mirrored maps (exactly: decoding commutes with mirroring), and is its own inverse."""
-    from fullcap.models.detnet import mirror_maps
-    from fullcap.train.refiner import body_mirror
+    of the mirrored maps (exactly: decoding commutes with mirroring), and is its own inverse;
+    a DetNet whose refiner is averaged with its mirror image is left/right equivariant."""
+    from fullcap.models.detnet import mirror_maps, refiner_mirror
 
     torch.manual_seed(1)
     cfg = DetNetConfig.from_preset("lite", body_size=64, hand_size=32, face_size=32)
@@ -824,7 +824,7 @@ def test_feature_mirror_is_the_refiner_input_of_mirrored_maps():
         basic=mirror_maps(out.basic, *net._mirror["basic"]),
         extended={h: mirror_maps(m, *net._mirror[h]) for h, m in out.extended.items()},
     )
-    m = body_mirror(cfg)
+    m = refiner_mirror(cfg)
     f, fm = net.refiner_features(out), net.refiner_features(mirrored)
     torch.testing.assert_close(m.features(f), fm, atol=1e-5, rtol=1e-5)
     xyz, xyz_m = decode(out.extended["humbi"])[2], decode(mirrored.extended["humbi"])[2]
@@ -832,18 +832,32 @@ def test_feature_mirror_is_the_refiner_input_of_mirrored_maps():
     torch.testing.assert_close(m.features(m.features(f)), f)
     known = torch.rand(3, 33) < 0.5
     assert torch.equal(m.mask(m.mask(known)), known) and not torch.equal(m.mask(known), known)
+    # a mirrored refiner (refiner_mirror) treats the two sides alike: the mirror image's 3D is
+    # the mirror image of the 3D; a plain refiner (random weights) does not
+    sym = DetNet(replace(cfg, refiner_mirror=True)).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(net.refiner.out.weight, std=0.05)
+        sym.load_state_dict(net.state_dict())
+        a, b = (sym.body_keypoints(o, "humbi")[2] for o in (out, mirrored))
+        torch.testing.assert_close(m.xyz(a), b, atol=1e-5, rtol=1e-5)
+        pa, pb = (net.body_keypoints(o, "humbi")[2] for o in (out, mirrored))
+        assert not torch.allclose(m.xyz(pa), pb, atol=1e-3)
+        torch.testing.assert_close((pa + m.xyz(pb)) / 2, a, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="needs a body refiner"):
+        replace(cfg, refiner_inputs=(), refiner_mirror=True)
+    odd = replace(cfg, extended=(("humbi", BODY33), ("solo", ("pelvis", "left_hip"))))
+    with pytest.raises(ValueError, match="symmetric"):
+        DetNet(replace(odd, refiner_inputs=("basic", "solo"), refiner_mirror=True))
     with pytest.raises(ValueError, match="body refiner"):
         from fullcap.train.refiner import RefinerTrainConfig
 
         RefinerTrainConfig(part="hand", mirror=True)
 
 
-def test_mirrored_refiner_run_resumes_and_reports_the_symmetrised_score(
-    shard_dirs, trained, tmp_path
-):
+def test_mirrored_refiner_run_resumes_and_writes_a_mirrored_refiner(shard_dirs, trained, tmp_path):
     """A body refiner run with --mirror: resumed after one epoch it ends where an unbroken
-    run does (the mirrored rows are drawn from the epoch's seed), and its ledger reports the
-    refiner averaged with its mirror image beside the plain refined score."""
+    run does (the mirrored rows are drawn from the epoch's seed); its weights average the
+    refiner with its mirror image, and its ledger reports that score and the refiner's alone."""
     from fullcap.train.refiner import RefinerTrainConfig, train_refiner
 
     a, _, _ = trained
@@ -865,6 +879,15 @@ def test_mirrored_refiner_run_resumes_and_reports_the_symmetrised_score(
         torch.testing.assert_close(sb["refiner"][k], v, msg=k)
     assert any(not torch.equal(sc["refiner"][k], v) for k, v in sa["refiner"].items())
     rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    assert all(0 <= r["mtc_refined_sym"] <= 1 for r in rows)
-    rows = [json.loads(x) for x in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
-    assert not any("refined_sym" in k for k in rows[0])
+    assert all(0 <= r["mtc_refined_unmirrored"] <= 1 for r in rows)
+    plain_rows = (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()
+    assert not any("unmirrored" in k for k in json.loads(plain_rows[0]))
+    # the weights average the refiner with its mirror image, and their score is the ledger's
+    net = load_detnet(tmp_path / "a" / "detnet_refined.safetensors")
+    assert (
+        net.config.refiner_mirror
+        and not load_detnet(tmp_path / "c" / "detnet_refined.safetensors").config.refiner_mirror
+    )
+    report = evaluate(net, [shard_dirs["mtc_like"]], samples=8, image_size=128)["mtc_like"]
+    # (the weights are stored in float16: one keypoint of the 8 images may cross 150 mm)
+    assert report["refined_pck150_pa"] == pytest.approx(rows[-1]["mtc_refined"], abs=0.02)

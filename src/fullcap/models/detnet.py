@@ -21,7 +21,12 @@ from torch import nn
 
 from fullcap.models.backbone import CropEncoder, Neck, make_backbone, make_crop_encoder
 from fullcap.models.posenet import PoseMaps, PoseNet, decode
-from fullcap.models.refiner import FEATURES_PER_KEYPOINT, KeypointRefiner, keypoint_features
+from fullcap.models.refiner import (
+    FEATURES_PER_KEYPOINT,
+    FeatureMirror,
+    KeypointRefiner,
+    keypoint_features,
+)
 from fullcap.skeletons import (
     BASIC9,
     BODY33,
@@ -73,6 +78,9 @@ class DetNetConfig:
     refiner_output: str = "humbi"
     refiner_hidden: int = 512
     refiner_blocks: int = 2
+    # average the body refiner with itself on the mirrored inputs (FeatureMirror.symmetric);
+    # False before preview 6, so older configs load as they were
+    refiner_mirror: bool = False
     # the hand keypoint refiner's width (0: none, as in the first releases) and depth
     hand_refiner_hidden: int = 0
     hand_refiner_blocks: int = 2
@@ -117,6 +125,12 @@ class DetNetConfig:
                     f"DetNet refiner heads {unknown or ['basic']} are not extended heads of "
                     f"this network; it has {list(heads)} (the output must be an extended head)"
                 )
+        if not isinstance(self.refiner_mirror, bool):
+            raise ValueError(
+                f"DetNet refiner_mirror must be True or False, got {self.refiner_mirror!r}"
+            )
+        if self.refiner_mirror and not self.refiner_inputs:
+            raise ValueError("DetNet refiner_mirror needs a body refiner (refiner_inputs)")
         sizes = [("hand_refiner_hidden", 0), ("hand_refiner_blocks", 0)]
         if self.refiner_inputs:
             sizes += [("refiner_hidden", 1), ("refiner_blocks", 0)]
@@ -186,6 +200,20 @@ def refiner_fields(part: str) -> tuple[str, ...]:
     """The DetNetConfig fields that describe the ``part`` ("body", "hand") refiner."""
     prefix = f"{REFINER_NAMES[part]}_"
     return tuple(f.name for f in fields(DetNetConfig) if f.name.startswith(prefix))
+
+
+def refiner_mirror(config: DetNetConfig) -> FeatureMirror:
+    """The :class:`~fullcap.models.refiner.FeatureMirror` of a body refiner's input heads and
+    output head; ValueError when one of them is not left/right symmetric."""
+    heads = {"basic": config.basic} | dict(config.extended)
+    try:
+        swaps = [side_permutation(heads[h]) for h in config.refiner_inputs]
+        return FeatureMirror(swaps, side_permutation(heads[config.refiner_output]))
+    except ValueError:
+        raise ValueError(
+            "a mirrored body refiner needs left/right symmetric heads; "
+            f"{[*config.refiner_inputs, config.refiner_output]} are not all symmetric"
+        ) from None
 
 
 def bones_of(names: tuple[str, ...], parents: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -305,6 +333,7 @@ class DetNet(nn.Module):
             self.refiner = KeypointRefiner(
                 n_in, sizes[config.refiner_output], config.refiner_hidden, config.refiner_blocks
             )
+        self._refiner_mirror = refiner_mirror(config) if config.refiner_mirror else None
         self.hand_refiner: KeypointRefiner | None = None
         if config.hand_refiner_hidden:
             n = len(HAND21_SET.names)
@@ -355,6 +384,8 @@ class DetNet(nn.Module):
             return decode(out.basic if head == "basic" else out.extended[head])
         features, decoded = self._refiner_inputs(out)  # decodes each head once
         uv, conf, xyz = decoded[head] if head in decoded else decode(out.extended[head])
+        if self._refiner_mirror is not None:
+            return uv, conf, self._refiner_mirror.symmetric(self.refiner, features, xyz)
         return uv, conf, self.refiner(features, xyz)
 
     def hand_keypoints(self, maps: PoseMaps) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

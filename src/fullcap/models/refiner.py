@@ -71,6 +71,19 @@ class FeatureMirror:
         """Per-keypoint flags (B, P) of the mirror images."""
         return m[:, self.keypoints]
 
+    def symmetric(
+        self, refiner: KeypointRefiner, features: torch.Tensor, xyz: torch.Tensor
+    ) -> torch.Tensor:
+        """``refiner``'s output averaged with its output for the mirror images, mirrored back:
+        a refinement that treats left and right alike. One batch of twice the rows."""
+        if self.index.device != features.device:
+            self.to(features.device)
+        both = refiner(
+            torch.cat([features, self.features(features)]), torch.cat([xyz, self.xyz(xyz)])
+        )
+        plain, mirrored = both.chunk(2)
+        return (plain + self.xyz(mirrored)) / 2
+
 
 class KeypointRefiner(nn.Module):
     """Residual MLP: features (B, in_features) and base 3D keypoints (B, P, 3) -> refined

@@ -43,10 +43,11 @@ from fullcap.models.detnet import (
     DetNet,
     DetNetConfig,
     refiner_fields,
+    refiner_mirror,
 )
 from fullcap.models.posenet import PoseTargets, decode
-from fullcap.models.refiner import FeatureMirror, keypoint_features
-from fullcap.skeletons import HAND21, side_permutation
+from fullcap.models.refiner import keypoint_features
+from fullcap.skeletons import HAND21
 from fullcap.synth.shards import Augment
 from fullcap.train.checkpoint import Ledger, load_checkpoint, save_checkpoint
 
@@ -76,7 +77,9 @@ class RefinerTrainConfig:
     val_samples: int = 200
     image_size: int = 256
     seed: int = 0
-    mirror: bool = False  # body: half of each batch mirrored left/right (see _Mirror)
+    # body: train on half of each batch mirrored left/right, and average the refiner with its
+    # mirror image in the weights (DetNetConfig.refiner_mirror)
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         for name in ("passes", "epochs", "batch_size", "val_samples", "hidden"):
@@ -348,13 +351,6 @@ def _detnet_id(tensors: dict[str, torch.Tensor], config: DetNetConfig) -> str:
     return h.hexdigest()
 
 
-def body_mirror(config: DetNetConfig) -> FeatureMirror:
-    """The :class:`FeatureMirror` of a body refiner's inputs and output head."""
-    heads = {"basic": config.basic} | dict(config.extended)
-    swaps = [side_permutation(heads[h]) for h in config.refiner_inputs]
-    return FeatureMirror(swaps, side_permutation(heads[config.refiner_output]))
-
-
 def _refined_config(config: DetNetConfig, tc: RefinerTrainConfig) -> DetNetConfig:
     if tc.part == "hand":
         return replace(config, hand_refiner_hidden=tc.hidden, hand_refiner_blocks=tc.blocks)
@@ -364,6 +360,7 @@ def _refined_config(config: DetNetConfig, tc: RefinerTrainConfig) -> DetNetConfi
         refiner_output=tc.output,
         refiner_hidden=tc.hidden,
         refiner_blocks=tc.blocks,
+        refiner_mirror=tc.mirror,
     )
 
 
@@ -414,7 +411,7 @@ def train_refiner(
     refiner = net.refiner if tc.part == "body" else net.hand_refiner
     assert refiner is not None
     dev = torch.device(device)
-    mirror = body_mirror(config).to(dev) if tc.mirror else None
+    mirror = refiner_mirror(config).to(dev) if tc.mirror else None
     x_all, base_all = train["features"].to(dev), train["base"].to(dev)
     y_all, known_all = train["target"].to(dev), train["known"].to(dev)
     steps_per_epoch = math.ceil(len(x_all) / tc.batch_size)
@@ -437,11 +434,14 @@ def train_refiner(
         with torch.no_grad():
             for name, d in val.items():
                 x, base = d["features"].to(dev), d["base"].to(dev)
-                refined = refiner(x, base).cpu()
+                if mirror is None:
+                    refined = refiner(x, base).cpu()
+                else:  # as the weights will: averaged with the mirror images
+                    refined = mirror.symmetric(refiner, x, base).cpu()
                 scores = _scores(tc.part, refined, d, basic_index, tc.output)
-                if mirror is not None:  # the refiner and its mirror image averaged
-                    back = mirror.xyz(refiner(mirror.features(x), mirror.xyz(base))).cpu()
-                    scores["refined_sym"] = basic_pck((refined + back) / 2, d, basic_index)
+                if mirror is not None:  # what the refiner alone gives, for comparison
+                    alone = refiner(x, base).cpu()
+                    scores["refined_unmirrored"] = basic_pck(alone, d, basic_index)
                 short = name.removesuffix("_like")
                 row |= {f"{short}_{k}": v for k, v in scores.items()}
         return row
