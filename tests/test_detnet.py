@@ -811,6 +811,7 @@ def test_feature_mirror_is_the_refiner_input_of_mirrored_maps():
     of the mirrored maps (exactly: decoding commutes with mirroring), and is its own inverse;
     a DetNet whose refiner is averaged with its mirror image is left/right equivariant."""
     from fullcap.models.detnet import mirror_maps, refiner_mirror
+    from fullcap.models.refiner import keypoint_features
 
     torch.manual_seed(1)
     cfg = DetNetConfig.from_preset("lite", body_size=64, hand_size=32, face_size=32)
@@ -843,8 +844,20 @@ def test_feature_mirror_is_the_refiner_input_of_mirrored_maps():
         pa, pb = (net.body_keypoints(o, "humbi")[2] for o in (out, mirrored))
         assert not torch.allclose(m.xyz(pa), pb, atol=1e-3)
         torch.testing.assert_close((pa + m.xyz(pb)) / 2, a, atol=1e-5, rtol=1e-5)
+    # two peaks per keypoint mirror the same way
+    m2 = refiner_mirror(replace(cfg, refiner_peaks=2))
+    f2, f2m = (
+        torch.cat(
+            [keypoint_features(o.basic, 2)[0], keypoint_features(o.extended["humbi"], 2)[0]], 1
+        )
+        for o in (out, mirrored)
+    )
+    assert f2.shape == (3, 12 * (9 + 33))
+    torch.testing.assert_close(m2.features(f2), f2m, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="needs a body refiner"):
         replace(cfg, refiner_inputs=(), refiner_mirror=True)
+    with pytest.raises(ValueError, match="refiner_peaks"):
+        replace(cfg, refiner_peaks=3)
     odd = replace(cfg, extended=(("humbi", BODY33), ("solo", ("pelvis", "left_hip"))))
     with pytest.raises(ValueError, match="symmetric"):
         DetNet(replace(odd, refiner_inputs=("basic", "solo"), refiner_mirror=True))
@@ -855,7 +868,8 @@ def test_feature_mirror_is_the_refiner_input_of_mirrored_maps():
 
 
 def test_mirrored_refiner_run_resumes_and_writes_a_mirrored_refiner(shard_dirs, trained, tmp_path):
-    """A body refiner run with --mirror: resumed after one epoch it ends where an unbroken
+    """A body refiner run with --mirror (and two peaks per keypoint): resumed after one
+    epoch it ends where an unbroken
     run does (the mirrored rows are drawn from the epoch's seed); its weights average the
     refiner with its mirror image, and its ledger reports that score and the refiner's alone."""
     from fullcap.train.refiner import RefinerTrainConfig, train_refiner
@@ -865,7 +879,7 @@ def test_mirrored_refiner_run_resumes_and_writes_a_mirrored_refiner(shard_dirs, 
     data = (shard_dirs["mtc_like"], shard_dirs["h36m_like"])
     tc = RefinerTrainConfig(
         weights=str(weights), data=data, val=data, hidden=16, passes=1, epochs=2,
-        batch_size=4, val_samples=8, image_size=128, mirror=True,
+        batch_size=4, val_samples=8, image_size=128, mirror=True, peaks=2,
     )  # fmt: skip
     train_refiner(tmp_path / "a", tc)
     train_refiner(tmp_path / "b", tc, run_epochs=1)
@@ -884,6 +898,7 @@ def test_mirrored_refiner_run_resumes_and_writes_a_mirrored_refiner(shard_dirs, 
     assert not any("unmirrored" in k for k in json.loads(plain_rows[0]))
     # the weights average the refiner with its mirror image, and their score is the ledger's
     net = load_detnet(tmp_path / "a" / "detnet_refined.safetensors")
+    assert net.config.refiner_peaks == 2 and net.refiner.mean.shape == (12 * (9 + 33),)
     assert (
         net.config.refiner_mirror
         and not load_detnet(tmp_path / "c" / "detnet_refined.safetensors").config.refiner_mirror
@@ -891,3 +906,32 @@ def test_mirrored_refiner_run_resumes_and_writes_a_mirrored_refiner(shard_dirs, 
     report = evaluate(net, [shard_dirs["mtc_like"]], samples=8, image_size=128)["mtc_like"]
     # (the weights are stored in float16: one keypoint of the 8 images may cross 150 mm)
     assert report["refined_pck150_pa"] == pytest.approx(rows[-1]["mtc_refined"], abs=0.02)
+
+
+def test_refiner_second_peak_is_the_next_maximum_outside_the_first():
+    """keypoint_features(maps, peaks=2): the second peak skips the 3x3 cells around the first
+    (a neighbour of the maximum is not a second limb) and reads the 3D at its own cell; a
+    refiner that reads two peaks takes twice the inputs."""
+    from fullcap.models.posenet import PoseMaps
+    from fullcap.models.refiner import keypoint_features
+
+    K = torch.zeros(1, 1, 8, 8)
+    K[0, 0, 2, 2], K[0, 0, 2, 3], K[0, 0, 6, 5] = 1.0, 0.9, 0.6
+    L = torch.zeros(1, 3, 8, 8)
+    L[0, :, 6, 5] = torch.tensor([0.1, 0.2, 0.3])
+    f, (_, conf, _) = keypoint_features(PoseMaps(K, torch.zeros(1, 0, 8, 8), L), peaks=2)
+    expect = torch.tensor([5.5 / 8 - 0.5, 6.5 / 8 - 0.5, 0.6, 0.1, 0.2, 0.3])
+    torch.testing.assert_close(f[0, 6:], expect)
+    one = keypoint_features(PoseMaps(K, torch.zeros(1, 0, 8, 8), L))[0]
+    torch.testing.assert_close(f[0, :6], one[0])
+    assert conf[0, 0] == 1.0
+    with pytest.raises(ValueError, match="peaks"):
+        keypoint_features(PoseMaps(K, torch.zeros(1, 0, 8, 8), L), peaks=3)
+    cfg = DetNetConfig.from_preset("lite", body_size=64, hand_size=32, face_size=32)
+    net = DetNet(
+        replace(cfg, refiner_inputs=("basic", "humbi"), refiner_hidden=16, refiner_peaks=2)
+    )
+    assert net.refiner.mean.shape == (12 * (9 + 33),)
+    with torch.no_grad():
+        out = net.eval()(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8), heads=("humbi",))
+        assert net.body_keypoints(out, "humbi")[2].shape == (2, 33, 3)

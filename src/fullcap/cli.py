@@ -286,7 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--mirror",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="body: train on half of each batch mirrored left/right (default: off)",
+        help="body: train on half of each batch mirrored left/right too, and average the "
+        "refiner with its mirror image in the weights (default: off)",
+    )
+    p.add_argument(
+        "--peaks",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="body: keypoint-map peaks read per keypoint; 2 adds each map's next peak (default: 1)",
     )
     p.add_argument("--seed", type=int, default=0)
     p = tsub.add_parser("detnet-export", parents=[verbose], help="checkpoint -> float16 weights")
@@ -472,7 +480,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     args.out, args.weights, args.part, args.data, args.val, args.inputs,
                     args.output, args.hidden, args.blocks, args.passes, args.epochs, args.seed,
                     device=resolve_device(args.device), progress=sys.stderr.isatty(),
-                    mirror=args.mirror,
+                    mirror=args.mirror, peaks=args.peaks,
                 )  # fmt: skip
             if args.train_command == "detnet-export":
                 return detnet.export(args.checkpoint, args.out, args.refiners_from)

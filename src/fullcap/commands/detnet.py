@@ -169,6 +169,7 @@ def train_refiner(
     device: Any = "cpu",
     progress: bool = False,
     mirror: bool = False,
+    peaks: int = 1,
 ) -> int:
     """Train (or resume) the body or hand (``part``) keypoint refiner of DetNet ``weights`` in
     ``out`` (:mod:`fullcap.train.refiner`); writes ``OUT/detnet_refined.safetensors``."""
@@ -189,6 +190,7 @@ def train_refiner(
         epochs=epochs,
         seed=seed,
         mirror=mirror,
+        peaks=peaks,
     )
     run(out, tc, device, progress)
     return 0

@@ -81,6 +81,9 @@ class DetNetConfig:
     # average the body refiner with itself on the mirrored inputs (FeatureMirror.symmetric);
     # False before preview 6, so older configs load as they were
     refiner_mirror: bool = False
+    # keypoint map peaks per keypoint the body refiner reads (keypoint_features): 1 before
+    # preview 6; 2 adds each map's next peak
+    refiner_peaks: int = 1
     # the hand keypoint refiner's width (0: none, as in the first releases) and depth
     hand_refiner_hidden: int = 0
     hand_refiner_blocks: int = 2
@@ -129,6 +132,8 @@ class DetNetConfig:
             raise ValueError(
                 f"DetNet refiner_mirror must be True or False, got {self.refiner_mirror!r}"
             )
+        if self.refiner_peaks not in (1, 2) or isinstance(self.refiner_peaks, bool):
+            raise ValueError(f"DetNet refiner_peaks must be 1 or 2, got {self.refiner_peaks!r}")
         if self.refiner_mirror and not self.refiner_inputs:
             raise ValueError("DetNet refiner_mirror needs a body refiner (refiner_inputs)")
         sizes = [("hand_refiner_hidden", 0), ("hand_refiner_blocks", 0)]
@@ -208,7 +213,8 @@ def refiner_mirror(config: DetNetConfig) -> FeatureMirror:
     heads = {"basic": config.basic} | dict(config.extended)
     try:
         swaps = [side_permutation(heads[h]) for h in config.refiner_inputs]
-        return FeatureMirror(swaps, side_permutation(heads[config.refiner_output]))
+        output = side_permutation(heads[config.refiner_output])
+        return FeatureMirror(swaps, output, config.refiner_peaks)
     except ValueError:
         raise ValueError(
             "a mirrored body refiner needs left/right symmetric heads; "
@@ -329,7 +335,8 @@ class DetNet(nn.Module):
         self.refiner: KeypointRefiner | None = None
         if config.refiner_inputs:
             sizes = {"basic": len(config.basic)} | {h: len(n) for h, n in config.extended}
-            n_in = FEATURES_PER_KEYPOINT * sum(sizes[h] for h in config.refiner_inputs)
+            n_in = FEATURES_PER_KEYPOINT * config.refiner_peaks
+            n_in *= sum(sizes[h] for h in config.refiner_inputs)
             self.refiner = KeypointRefiner(
                 n_in, sizes[config.refiner_output], config.refiner_hidden, config.refiner_blocks
             )
@@ -370,7 +377,8 @@ class DetNet(nn.Module):
     def _refiner_inputs(self, out: DetNetOutput) -> tuple[torch.Tensor, dict[str, tuple]]:
         """The refiner's input and the decoded keypoints of each head it reads."""
         maps = {"basic": out.basic} | out.extended
-        parts = {h: keypoint_features(maps[h]) for h in self.config.refiner_inputs}
+        peaks = self.config.refiner_peaks
+        parts = {h: keypoint_features(maps[h], peaks) for h in self.config.refiner_inputs}
         features = torch.cat([f for f, _ in parts.values()], 1)
         return features, {h: decoded for h, (_, decoded) in parts.items()}
 

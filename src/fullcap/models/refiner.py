@@ -26,14 +26,29 @@ _MIRROR_SIGN = (-1.0, 1.0, 1.0, -1.0, 1.0, 1.0)  # a mirror image negates u and 
 
 
 def keypoint_features(
-    maps: PoseMaps,
+    maps: PoseMaps, peaks: int = 1
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """The refiner's features (B, P * 6) of one head's maps (see the module doc) and the
-    decoded keypoints they come from (:func:`fullcap.models.posenet.decode`'s uv, conf, xyz)."""
+    """The refiner's features (B, P * 6 * peaks) of one head's maps (see the module doc) and
+    the decoded keypoints they come from (:func:`fullcap.models.posenet.decode`'s uv, conf,
+    xyz). ``peaks=2`` adds, per keypoint, the same six numbers of its map's next peak (the
+    maximum outside the 3x3 cells around the first): where a keypoint was found on the other
+    limb, its own limb is often that second peak, and the 3D read there is the right one."""
     uv, conf, xyz = decode(maps)
     side = maps.K.new_tensor([maps.K.shape[-1], maps.K.shape[-2]])
-    f = torch.cat([uv / side - 0.5, conf[..., None], xyz], dim=-1)
-    return f.flatten(1), (uv, conf, xyz)
+    parts = [uv / side - 0.5, conf[..., None], xyz]
+    if peaks == 2:
+        k = maps.K
+        h, w = k.shape[-2:]
+        idx = k.flatten(2).argmax(-1)  # the first peak's cell, as decode finds it
+        ys, xs = torch.arange(h, device=k.device), torch.arange(w, device=k.device)
+        near = ((ys.view(1, 1, h, 1) - (idx // w)[..., None, None]).abs() <= 1) & (
+            (xs.view(1, 1, 1, w) - (idx % w)[..., None, None]).abs() <= 1
+        )
+        uv2, conf2, xyz2 = decode(PoseMaps(k.masked_fill(near, -1e4), maps.D, maps.L))
+        parts += [uv2 / side - 0.5, conf2[..., None], xyz2]
+    elif peaks != 1:
+        raise ValueError(f"refiner peaks must be 1 or 2, got {peaks!r}")
+    return torch.cat(parts, dim=-1).flatten(1), (uv, conf, xyz)
 
 
 class FeatureMirror:
@@ -43,14 +58,17 @@ class FeatureMirror:
     of its names) and their centred u and camera x change sign; the output head's 3D
     keypoints and masks swap with ``output_swap``. Its own inverse."""
 
-    def __init__(self, input_swaps: Sequence[Sequence[int]], output_swap: Sequence[int]):
+    def __init__(
+        self, input_swaps: Sequence[Sequence[int]], output_swap: Sequence[int], peaks: int = 1
+    ):
+        n = _F * peaks  # numbers per keypoint (keypoint_features)
         index: list[int] = []
         offset = 0
         for swap in input_swaps:
-            index += [(offset + j) * _F + c for j in swap for c in range(_F)]
+            index += [(offset + j) * n + c for j in swap for c in range(n)]
             offset += len(swap)
         self.index = torch.tensor(index)
-        self.sign = torch.tensor(_MIRROR_SIGN * offset)
+        self.sign = torch.tensor(_MIRROR_SIGN * peaks * offset)
         self.keypoints = torch.tensor(list(output_swap))
         self.xyz_sign = torch.tensor(_MIRROR_SIGN[3:])
 

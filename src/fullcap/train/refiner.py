@@ -80,6 +80,7 @@ class RefinerTrainConfig:
     # body: train on half of each batch mirrored left/right, and average the refiner with its
     # mirror image in the weights (DetNetConfig.refiner_mirror)
     mirror: bool = False
+    peaks: int = 1  # body: keypoint map peaks read per keypoint (DetNetConfig.refiner_peaks)
 
     def __post_init__(self) -> None:
         for name in ("passes", "epochs", "batch_size", "val_samples", "hidden"):
@@ -90,6 +91,10 @@ class RefinerTrainConfig:
             raise ValueError(f"refiner lr must be > 0, got {self.lr!r}")
         if self.part not in ("body", "hand"):
             raise ValueError(f"refiner part must be 'body' or 'hand', got {self.part!r}")
+        if self.peaks not in (1, 2) or isinstance(self.peaks, bool):
+            raise ValueError(f"refiner peaks must be 1 or 2, got {self.peaks!r}")
+        if self.peaks != 1 and self.part != "body":
+            raise ValueError("refiner peaks other than 1 are for the body refiner")
         if self.mirror and self.part != "body":
             raise ValueError("refiner mirroring is for the body refiner (hand crops are all "
                              "right hands already)")  # fmt: skip
@@ -273,7 +278,8 @@ def _features(
     source, read from ``folder`` or made there."""
     if tc.part == "body":
         base_meta, prefix = (
-            {"weights": weights_id, "inputs": list(tc.inputs), "output": tc.output},
+            {"weights": weights_id, "inputs": list(tc.inputs), "output": tc.output}
+            | ({"peaks": tc.peaks} if tc.peaks != 1 else {}),  # as before peaks existed
             "",
         )
     else:
@@ -361,6 +367,7 @@ def _refined_config(config: DetNetConfig, tc: RefinerTrainConfig) -> DetNetConfi
         refiner_hidden=tc.hidden,
         refiner_blocks=tc.blocks,
         refiner_mirror=tc.mirror,
+        refiner_peaks=tc.peaks,
     )
 
 
