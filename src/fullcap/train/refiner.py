@@ -441,13 +441,11 @@ def train_refiner(
         with torch.no_grad():
             for name, d in val.items():
                 x, base = d["features"].to(dev), d["base"].to(dev)
-                if mirror is None:
-                    refined = refiner(x, base).cpu()
-                else:  # as the weights will: averaged with the mirror images
-                    refined = mirror.symmetric(refiner, x, base).cpu()
+                alone = refiner(x, base).cpu()
+                # as the weights will compute it: with --mirror, averaged with the mirror images
+                refined = alone if mirror is None else mirror.symmetric(refiner, x, base).cpu()
                 scores = _scores(tc.part, refined, d, basic_index, tc.output)
                 if mirror is not None:  # what the refiner alone gives, for comparison
-                    alone = refiner(x, base).cpu()
                     scores["refined_unmirrored"] = basic_pck(alone, d, basic_index)
                 short = name.removesuffix("_like")
                 row |= {f"{short}_{k}": v for k, v in scores.items()}
