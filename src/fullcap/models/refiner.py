@@ -21,7 +21,6 @@ from torch import nn
 from fullcap.models.posenet import PoseMaps, decode
 
 FEATURES_PER_KEYPOINT = 6  # u, v (map side = 1, centred), confidence, x, y, z
-_F = FEATURES_PER_KEYPOINT
 _MIRROR_SIGN = (-1.0, 1.0, 1.0, -1.0, 1.0, 1.0)  # a mirror image negates u and camera x
 
 
@@ -61,7 +60,7 @@ class FeatureMirror:
     def __init__(
         self, input_swaps: Sequence[Sequence[int]], output_swap: Sequence[int], peaks: int = 1
     ):
-        n = _F * peaks  # numbers per keypoint (keypoint_features)
+        n = FEATURES_PER_KEYPOINT * peaks  # numbers per keypoint (keypoint_features)
         index: list[int] = []
         offset = 0
         for swap in input_swaps:
