@@ -414,7 +414,13 @@ class BodyModel(nn.Module):
         return (rest_vertices[:, self.regressor_index] * self.regressor_weight[..., None]).sum(2)
 
     def betas_from_anny(self, anny_coefficients: torch.Tensor) -> torch.Tensor:
-        """Project Anny blendshape coefficients (B, 696) onto this model's betas (B, K)."""
+        """Project Anny blendshape coefficients (B, 696) onto this model's betas (B, K).
+
+        The coefficients are those of the Anny cache that built this asset: Anny rebuilds its
+        coefficient basis with each cache build, so another machine's coefficients can map to
+        other shapes (off by up to ~7 mm). To match an Anny body elsewhere, fit its rest mesh
+        (``fullcap.bodymodel.parity.fit_betas``).
+        """
         return (anny_coefficients - self.anny_coeff_template) @ self.anny_coeff_to_beta
 
     def anny_from_betas(self, betas: torch.Tensor) -> torch.Tensor:
