@@ -157,7 +157,7 @@ def test_verbose_shows_the_traceback(tmp_path, monkeypatch, capsys):
     _hide_body_model(tmp_path, monkeypatch)
     assert main(["demo", "-o", str(tmp_path / "out"), "--verbose"]) == 1
     err = capsys.readouterr().err
-    assert "Traceback" in err and "AssetError" in err
+    assert "Traceback" in err and "MissingAsset" in err
 
 
 def test_bench_wiring(monkeypatch, capsys):
@@ -250,3 +250,23 @@ def test_bench_detnet_times_a_frame(capsys):
     assert r["params_m"] == pytest.approx(2.0, abs=0.3)
     assert main(["bench", "detnet", "--half", "--device", "cpu"]) == 1
     assert "--half needs --device cuda" in capsys.readouterr().err
+
+
+def test_corrupt_packaged_weights_are_named_not_taken_for_missing(tmp_path, monkeypatch, capsys):
+    """Packaged weights that are there but fail their hash stop the capture with the file and
+    the mismatch named; they are not quietly treated as absent (which would blame training)."""
+    from fullcap.commands.capture import EXIT_MODEL
+    from fullcap.commands.demo import SAMPLE
+
+    video = assets.asset_path(SAMPLE)
+    env = tmp_path / "env"
+    (env / "weights").mkdir(parents=True)
+    (env / "weights" / "detnet_lite.safetensors").write_bytes(b"not the shipped weights")
+    monkeypatch.setenv("FULLCAP_ASSET_DIR", str(env))
+    out = tmp_path / "out"
+    assert main(["capture", str(video), "-o", str(out), "--max-frames", "2"]) == EXIT_MODEL
+    err = capsys.readouterr().err
+    assert err.startswith("fullcap: error: ") and "Traceback" not in err
+    assert "detnet_lite.safetensors" in err and "hash mismatch" in err, err
+    assert "is required" not in err
+    assert not (out / "frames.jsonl").exists()

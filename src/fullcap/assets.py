@@ -28,6 +28,7 @@ from fullcap.io import atomic_write_text
 __all__ = [
     "DEFAULT_REBUILD",
     "AssetError",
+    "MissingAsset",
     "asset_path",
     "load_manifest",
     "load_safetensors",
@@ -44,6 +45,10 @@ _CHUNK = 1 << 20  # 1 MiB
 
 class AssetError(RuntimeError):
     """A required asset file is missing, corrupt or from another version."""
+
+
+class MissingAsset(AssetError):
+    """The asset file is not there at all (as opposed to there but corrupt or mismatched)."""
 
 
 def packaged_asset_dir() -> Path:
@@ -143,7 +148,7 @@ def asset_path(
             return candidate
     looked = ", ".join(str(c) for c in candidates)
     env_note = "" if override is not None or os.environ.get(env_var) else f" ({env_var} unset)"
-    raise AssetError(
+    raise MissingAsset(
         f"asset {name!r} not found; looked at: {looked}{env_note}; {_rebuild_hint(name)}"
     )
 
@@ -172,7 +177,7 @@ def verify_asset(
     """
     path = Path(path)
     if not path.is_file():
-        raise AssetError(f"asset {path} does not exist; rebuild it with `{rebuild_cmd}`")
+        raise MissingAsset(f"asset {path} does not exist; rebuild it with `{rebuild_cmd}`")
     if expected_sha256 is None:
         return path
     got = sha256_file(path)

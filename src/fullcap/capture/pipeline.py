@@ -196,8 +196,9 @@ class Capture:
         **kwargs: Any,
     ) -> Capture:
         """Build from weights files: "auto" = the packaged weights if they exist (else the part
-        is missing), a path = that file (it must exist), None = leave the network out."""
-        from fullcap.assets import AssetError
+        is missing; packaged weights that are there but corrupt or fail their hash are an
+        error), a path = that file (it must exist), None = leave the network out."""
+        from fullcap.assets import MissingAsset
         from fullcap.models.weights import load_iknet
 
         def resolve(value, name, loader):
@@ -205,7 +206,7 @@ class Capture:
                 return None
             try:
                 return loader(name if value == "auto" else value, device)
-            except (AssetError, FileNotFoundError):
+            except (MissingAsset, FileNotFoundError):
                 if value != "auto":
                     raise
                 return None

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fullcap.assets import AssetError, asset_path, load_manifest, load_safetensors
+from fullcap.assets import AssetError, MissingAsset, asset_path, load_manifest, load_safetensors
 from fullcap.io import atomic_path
 
 WEIGHTS = {
@@ -65,8 +65,8 @@ def read_weights(name_or_path: str | Path) -> tuple[dict[str, torch.Tensor], dic
         rebuild = TRAIN_COMMANDS[str(name_or_path)]
         try:
             path = asset_path(name)
-        except AssetError as exc:
-            raise AssetError(f"{exc}; train weights with `{rebuild}`") from None
+        except MissingAsset as exc:
+            raise MissingAsset(f"{exc}; train weights with `{rebuild}`") from None
         entry = load_manifest().get(name)
         tensors = load_safetensors(path, entry.get("sha256") if entry else None, rebuild=rebuild)
     else:
