@@ -4,10 +4,10 @@ Random bodies: Anny phenotypes uniform over their full range, the 52 facial acti
 in [0, 1], every bone rotated by Gaussian axis-angle (0.35 rad per axis), random root
 translation. Anny poses them with its own forward; fullcap with the betas fitted (least
 squares) to the rest mesh Anny gives for the same phenotypes (``shape_fit_max_mm``: what the
-fit leaves). The comparison goes through
-meshes, not through Anny's blendshape coefficients: Anny rebuilds its compact coefficient
-basis with each cache build (``~/.cache/anny``), so coefficients from one machine do not map
-onto the betas of an asset built on another. Needs ``anny`` (``pip install 'fullcap[build]'``).
+fit leaves). The comparison goes through meshes, not through Anny's blendshape coefficients:
+Anny rebuilds its compact coefficient basis with each cache build (``~/.cache/anny``), so
+coefficients from one machine do not map onto the betas of an asset built on another. Needs
+``anny`` (``pip install 'fullcap[build]'``).
 """
 
 from __future__ import annotations
