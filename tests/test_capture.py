@@ -362,6 +362,90 @@ def test_weak_track_is_rechecked_with_the_detector(clip):
     np.testing.assert_allclose(kept.people[0].bbox, track_box, atol=1e-3)
 
 
+def test_upper_body_boxes_hang_from_the_frame_top():
+    from fullcap.capture.detector import upper_body_boxes
+
+    boxes = upper_body_boxes(640, 480, (1.5, 2.0))
+    np.testing.assert_allclose(boxes[0], [320 - 360, 0, 320 + 360, 720])
+    np.testing.assert_allclose(boxes[1], [320 - 480, 0, 320 + 480, 960])
+
+
+class _WantsTallBox:
+    """Confident keypoints only in a box at least ``ratio`` x the frame's height whose top is at
+    the frame's top (a person cut off by the bottom of the frame), unsure elsewhere; confident
+    everywhere with ``ratio=None``. Records the boxes it was given."""
+
+    def __init__(self, oracle, ratio: float | None = 1.8):
+        self.oracle, self.ratio, self.boxes = oracle, ratio, []
+        self.parts = oracle.parts
+
+    def __call__(self, image, box):
+        from dataclasses import replace
+
+        self.boxes.append(np.asarray(box, float).copy())
+        p = self.oracle(image, box)
+        tall = self.ratio is None or (
+            box[3] - box[1] >= self.ratio * image.shape[0] and abs(box[1]) < 1
+        )
+        conf = np.full_like(p.body.conf, 0.9 if tall else 0.1)
+        return replace(p, body=replace(p.body, conf=conf))
+
+
+def test_a_person_cut_off_at_the_hips_is_found_in_an_upper_body_framing(clip):
+    """The detector's box and the whole frame show nobody; the upper-body framings (the frame
+    as the top of a taller box) do, and are used only when the detector's box failed."""
+    from fullcap.capture.detector import TrackingConfig
+
+    class Small:  # a confident but wrong detection (HOG on a portrait's helmet)
+        name = "small"
+
+        def detect(self, image):
+            return [Detection(np.array([10.0, 10.0, 40.0, 60.0]), 0.7, "small")]
+
+    frame = clip.frames[0]
+    est = _WantsTallBox(_oracle(clip))
+    found = Capture(mode="image", detnet=est, detector=Small()).process(frame, 0.0)
+    assert len(found.people) == 1
+    assert any("upper-body framing" in n for n in found.notes)
+    box = found.people[0].bbox
+    assert box[1] == pytest.approx(0.0) and box[3] >= 1.8 * frame.shape[0]
+    # tried in order: the detector's box (and its refinement), the whole frame, the framings
+    assert est.boxes[0][2] - est.boxes[0][0] < 0.5 * frame.shape[1]
+
+    est = _WantsTallBox(_oracle(clip))
+    off = Capture(mode="image", detnet=est, detector=Small(),
+                  tracking=TrackingConfig(upper_body_scales=()))  # fmt: skip
+    r = off.process(frame, 0.0)
+    assert r.people == () and any("no person found" in n for n in r.notes)
+    assert all(b[3] - b[1] < 1.8 * frame.shape[0] for b in est.boxes)  # none tried
+
+    # a detector box that shows the person: no framings tried, same result as without them
+    est = _WantsTallBox(_oracle(clip), ratio=None)
+    cap = Capture(mode="image", detnet=est, detector=WholeFrameDetector(), refine_detections=False)
+    r = cap.process(frame, 0.0)
+    assert len(r.people) == 1 and len(est.boxes) == 1
+    assert not any("upper-body" in n for n in r.notes)
+
+
+def test_a_track_found_in_an_upper_body_framing_keeps_its_framing(clip):
+    """Video: the next box moves with the keypoints but keeps the framing's size and place
+    relative to them, instead of shrinking onto the visible keypoints."""
+    est = _WantsTallBox(_oracle(clip))
+    cap = Capture(mode="video", detnet=est, detector=WholeFrameDetector(), filter=None)
+    first = cap.process(clip.frames[0], 0.0)
+    assert len(first.people) == 1 and any("upper-body framing" in n for n in first.notes)
+    box0 = first.people[0].bbox
+    second = cap.process(clip.frames[1], 1 / 30)
+    assert len(second.people) == 1 and second.people[0].id == first.people[0].id
+    assert not any("tracking lost" in n or "weak track" in n for n in second.notes)
+    box1 = second.people[0].bbox
+    assert box1[3] - box1[1] == pytest.approx(box0[3] - box0[1], rel=0.1)
+    # the keypoints moved between the frames; the box moved with them
+    shift = clip.body_uv[1].mean(0) - clip.body_uv[0].mean(0)
+    np.testing.assert_allclose((box1[:2] + box1[2:]) / 2 - (box0[:2] + box0[2:]) / 2, shift,
+                               atol=0.15 * (box0[3] - box0[1]))  # fmt: skip
+
+
 def test_frame_conversions_and_downscaling(clip):
     cap = Capture(mode="image", detnet=_oracle(clip), max_side=256)
     rgb = clip.frames[1]

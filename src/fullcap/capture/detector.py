@@ -13,6 +13,11 @@ Detectors behind :class:`PersonDetector` (``detect(image) -> list[Detection]``):
   pipeline then refines it with one more keypoint pass on the box from the keypoints.
 - :class:`FallbackDetector`: a detector, and another when the first finds nobody.
 
+When the detector has no evidence (the whole frame), the pipeline also tries
+:func:`upper_body_boxes`: the frame as the top of a taller box, the framing of a webcam or a
+portrait, where the legs are below the picture. DetNet was trained on crops of whole people
+(partly cut off), and on a crop filled by a head and torso it finds no confident keypoint.
+
 Boxes are (4,) x0, y0, x1, y1 in image pixels (corner origin).
 """
 
@@ -38,7 +43,9 @@ __all__ = [
     "WholeFrameDetector",
     "box_from_keypoints",
     "default_detector",
+    "keypoint_bounds",
     "square_box",
+    "upper_body_boxes",
 ]
 
 log = logging.getLogger(__name__)
@@ -81,6 +88,18 @@ class WholeFrameDetector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
         return [Detection(square_box(np.array([0.0, 0.0, w, h])), 0.0, self.name)]
+
+
+def upper_body_boxes(width: int, height: int, scales: tuple[float, ...]) -> list[np.ndarray]:
+    """Square boxes for a person cut off by the bottom of a ``width`` x ``height`` frame (a
+    webcam or portrait framing): side ``s * height`` for each ``s`` of ``scales``, top edge at
+    the frame's top, centred horizontally; the crop pads what lies below the frame."""
+    boxes = []
+    for s in scales:
+        side = float(s) * height
+        x0 = width / 2 - side / 2
+        boxes.append(np.array([x0, 0.0, x0 + side, side]))
+    return boxes
 
 
 class HOGPeopleDetector:
@@ -150,12 +169,18 @@ def box_from_keypoints(
 ) -> np.ndarray | None:
     """Square person box around the confident keypoints (uv (P, 2) pixels, conf (P,)), side
     ``margin`` x their extent; None with fewer than 2 such keypoints."""
+    box = keypoint_bounds(uv, conf, min_conf)
+    return None if box is None else square_box(box, margin)
+
+
+def keypoint_bounds(uv: np.ndarray, conf: np.ndarray, min_conf: float) -> np.ndarray | None:
+    """(4,) x0, y0, x1, y1 of the keypoints with confidence >= ``min_conf`` and finite
+    position; None with fewer than 2 such keypoints."""
     ok = (conf >= min_conf) & np.isfinite(uv).all(1)
     if ok.sum() < 2:
         return None
-    pts = uv[ok]
-    box = np.concatenate([pts.min(0), pts.max(0)])
-    return square_box(box, margin)
+    pts = uv[ok].astype(np.float64)
+    return np.concatenate([pts.min(0), pts.max(0)])
 
 
 @dataclass(frozen=True)
@@ -175,6 +200,10 @@ class TrackingConfig:
         0 any.
     recheck_conf: a tracked frame whose mean body confidence is below this also runs the
         person detector, and the more confident of the two results is kept.
+    upper_body_scales: when the detector has no evidence (the whole frame), also try
+        :func:`upper_body_boxes` of these sizes (x the frame's height) and keep the most
+        confident result; a track found that way keeps its box's size and place relative to
+        the keypoints (:meth:`Tracker.anchor`). Empty: off.
     """
 
     min_conf: float = 0.3
@@ -185,6 +214,7 @@ class TrackingConfig:
     detection_margin: float = 1.15
     max_shrink: float = 0.9
     recheck_conf: float = 0.45
+    upper_body_scales: tuple[float, ...] = (1.5, 2.0, 2.5)
 
 
 def assess(body: Keypoints | None, box: np.ndarray, cfg: TrackingConfig) -> str | None:
@@ -239,6 +269,21 @@ class Tracker:
         self.box: np.ndarray | None = None
         self.id: int | None = None
         self._next_id = 0
+        self.framing: np.ndarray | None = None
+
+    def anchor(self, body: Keypoints, box: np.ndarray) -> None:
+        """Keep ``box``'s centre and side relative to the confident keypoints' extent for the
+        rest of the track: :meth:`follow` then moves and scales that box with the keypoints
+        instead of fitting a box around them (a person cut off by the frame's bottom: a box
+        around the visible keypoints would show DetNet only a head and torso)."""
+        found = keypoint_bounds(body.uv, body.conf, self.config.min_conf)
+        side = 0.0 if found is None else max(found[2] - found[0], found[3] - found[1])
+        if side < 1.0:  # too few keypoints to anchor to: the usual boxes around them
+            return
+        centre = (found[:2] + found[2:]) / 2
+        box = np.asarray(box, np.float64)
+        self.framing = np.concatenate([((box[:2] + box[2:]) / 2 - centre) / side,
+                                       [(box[2] - box[0]) / side]])  # fmt: skip
 
     def start(self) -> int:
         """A new track begins (after a detection); returns its id."""
@@ -251,6 +296,12 @@ class Tracker:
         ``config.max_shrink`` per frame, about the new box's centre)."""
         cfg = self.config
         box = box_from_keypoints(body.uv, body.conf, cfg.min_conf, cfg.margin)
+        found = None if self.framing is None else keypoint_bounds(body.uv, body.conf, cfg.min_conf)
+        if found is not None:
+            side = max(found[2] - found[0], found[3] - found[1], 1.0)
+            c = (found[:2] + found[2:]) / 2 + self.framing[:2] * side
+            half = self.framing[2] * side / 2
+            box = np.concatenate([c - half, c + half])
         if box is not None and self.box is not None:
             side, prev = box[2] - box[0], self.box[2] - self.box[0]
             if side < cfg.max_shrink * prev:
@@ -260,4 +311,4 @@ class Tracker:
         self.box = box
 
     def lose(self) -> None:
-        self.box, self.id = None, None
+        self.box, self.id, self.framing = None, None, None

@@ -15,7 +15,7 @@ required.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,11 +27,13 @@ from fullcap.capture.detector import (
     PersonDetector,
     Tracker,
     TrackingConfig,
+    WholeFrameDetector,
     assess,
     box_from_keypoints,
     choose,
     default_detector,
     square_box,
+    upper_body_boxes,
 )
 from fullcap.capture.estimators import DetNetEstimator, KeypointEstimator
 from fullcap.capture.filters import FilterBank, OneEuroConfig
@@ -76,6 +78,16 @@ def _centre_inside(inner: np.ndarray, outer: np.ndarray) -> bool:
 def _extent(points: np.ndarray) -> float:
     """Diagonal of the points' bounding box (the filter's size scale)."""
     return float(np.linalg.norm(points.max(0) - points.min(0))) or 1.0
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A person found by the detector: keypoints, the box they were found in, and whether
+    that box is an upper-body framing (:func:`~fullcap.capture.detector.upper_body_boxes`)."""
+
+    parts: PartKeypoints | None
+    box: np.ndarray
+    upper_body: bool
 
 
 class Capture:
@@ -306,10 +318,12 @@ class Capture:
                 found = self._detect(rgb, []) if conf < cfg.recheck_conf else None
                 if (
                     found is not None
-                    and _centre_inside(found[1], box)  # the same person, not someone else
-                    and float(found[0].body.conf.mean()) > conf
+                    and _centre_inside(found.box, box)  # the same person, not someone else
+                    and float(found.parts.body.conf.mean()) > conf
                 ):
-                    parts, box = found
+                    parts, box = found.parts, found.box
+                    if found.upper_body:
+                        self.tracker.anchor(parts.body, box)
                     notes.append("weak track: re-centred on the person detector's box")
                 self.tracker.follow(parts.body)
                 return parts, box, self.tracker.id
@@ -320,16 +334,20 @@ class Capture:
         found = self._detect(rgb, notes)
         if found is None:
             return None
-        parts, box = found
         if not video:
-            return parts, box, 0
+            return found.parts, found.box, 0
         pid = self.tracker.start()
-        self.tracker.follow(parts.body)
-        return parts, box, pid
+        if found.upper_body:
+            self.tracker.anchor(found.parts.body, found.box)
+        self.tracker.follow(found.parts.body)
+        return found.parts, found.box, pid
 
-    def _detect(self, rgb: np.ndarray, notes: list[str]) -> tuple[PartKeypoints, np.ndarray] | None:
-        """The person detector's best box, the keypoints found in it (refined once on the box
-        made from them), or None with a note saying why."""
+    def _detect(self, rgb: np.ndarray, notes: list[str]) -> _Found | None:
+        """The person detector's best box and the keypoints found in it (refined once on the
+        box made from them), or None with a note saying why. When that box shows nobody, the
+        whole frame and the upper-body framings (:func:`~fullcap.capture.detector.
+        upper_body_boxes`: a webcam or portrait framing) are tried, and the most confident
+        result that looks like a person is kept."""
         cfg = self.tracking
         best, note = choose(self.detector.detect(rgb))
         if note:
@@ -337,19 +355,46 @@ class Capture:
         if best is None:
             notes.append("no person detected")
             return None
-        box = square_box(best.box, cfg.detection_margin)
-        parts = self.estimator(rgb, box)
-        if self.refine and parts is not None:
-            tight = box_from_keypoints(parts.body.uv, parts.body.conf, cfg.min_conf, cfg.margin)
+        found, why = self._best_of(
+            rgb, [_Found(None, square_box(best.box, cfg.detection_margin), False)]
+        )
+        if found is None and cfg.upper_body_scales:
+            h, w = rgb.shape[:2]
+            more = [_Found(None, b, True) for b in upper_body_boxes(w, h, cfg.upper_body_scales)]
+            if best.source != WholeFrameDetector.name:
+                more.insert(0, _Found(None, WholeFrameDetector().detect(rgb)[0].box, False))
+            found, _ = self._best_of(rgb, more)
+            if found is not None and found.upper_body:
+                notes.append(
+                    "person found in an upper-body framing (cut off by the frame's bottom)"
+                )
+        if found is None:
+            notes.append(f"no person found ({why})")
+        return found
+
+    def _best_of(self, rgb: np.ndarray, tries: list[_Found]) -> tuple[_Found | None, str | None]:
+        """The most confident of ``tries`` (boxes to run the keypoint stage on; the first on
+        ties) that looks like a person, refined once on the box made from its keypoints
+        (kept when it looks like a person and, if the first did, is at least as confident);
+        and why the first box shows nobody (None if it does)."""
+        cfg = self.tracking
+
+        def reason(t: _Found) -> str | None:
+            return assess(None if t.parts is None else t.parts.body, t.box, cfg)
+
+        tries = [replace(t, parts=self.estimator(rgb, t.box)) for t in tries]
+        people = [t for t in tries if reason(t) is None]
+        found = max(people, key=lambda t: float(t.parts.body.conf.mean())) if people else tries[0]
+        if self.refine and found.parts is not None:
+            body = found.parts.body
+            tight = box_from_keypoints(body.uv, body.conf, cfg.min_conf, cfg.margin)
             if tight is not None:
-                again = self.estimator(rgb, tight)
-                if again is not None and assess(again.body, tight, cfg) is None:
-                    parts, box = again, tight
-        reason = assess(None if parts is None else parts.body, box, cfg)
-        if reason is not None:
-            notes.append(f"no person found ({reason})")
-            return None
-        return parts, box
+                again = _Found(self.estimator(rgb, tight), tight, False)
+                if reason(again) is None and (
+                    not people or float(again.parts.body.conf.mean()) >= float(body.conf.mean())
+                ):
+                    found = again
+        return (found if reason(found) is None else None), reason(tries[0])
 
     # ------------------------------------------------------------------ parts -> result
     def _filtered(self, name: str, k: Keypoints, t: float) -> Keypoints:
