@@ -25,24 +25,21 @@ import torch
 
 from fullcap.assets import asset_path
 from fullcap.capture.detector import TrackingConfig
+from fullcap.capture.media import open_media
 from fullcap.capture.pipeline import Capture
 from fullcap.commands.demo import SAMPLE, SAMPLE_FOV_DEG, SAMPLE_TRUTH
 from fullcap.eval.clip import load_truth
 from fullcap.skeletons import BODY33
 
 
-def read_frames(path: str, limit: int | None) -> np.ndarray:
-    video = cv2.VideoCapture(path)
-    frames = []
-    while limit is None or len(frames) < limit:
-        ok, bgr = video.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    video.release()
-    if not frames:
-        raise SystemExit(f"cannot read {path}")
-    return np.stack(frames)
+def read_frames(path: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """RGB frames (N, H, W, 3) of a video and their times in seconds (N,)."""
+    media = open_media(path, max_frames=limit)
+    try:
+        frames = list(media)
+    finally:
+        media.close()
+    return np.stack([f.image for f in frames]), np.array([f.time_s for f in frames])
 
 
 SIZE = (640, 480)
@@ -68,14 +65,16 @@ def webcam_views(frames: np.ndarray, body_uv: np.ndarray, cut: float):
     return np.stack(views), np.stack(uvs)
 
 
-def run(frames: np.ndarray, body_uv: np.ndarray, tracking: TrackingConfig, flip: bool) -> dict:
+def run(
+    frames: np.ndarray, times: np.ndarray, body_uv: np.ndarray, tracking: TrackingConfig, flip: bool
+) -> dict:
     cap = Capture.from_weights(mode="video", fov_deg=SAMPLE_FOV_DEG, tracking=tracking,
                                flip_test=flip)  # fmt: skip
     found = hands = faces = 0
     errs, hits, upper = [], [], 0
     t0 = time.perf_counter()
     for i, frame in enumerate(frames):
-        r = cap.process(frame, i / 30.0)
+        r = cap.process(frame, float(times[i]))
         upper += any("upper-body framing" in n for n in r.notes)
         if not r.people or r.people[0].body is None:
             continue
@@ -112,11 +111,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     truth = load_truth(asset_path(SAMPLE_TRUTH))
-    frames = read_frames(str(asset_path(SAMPLE)), args.frames)
+    frames, times = read_frames(str(asset_path(SAMPLE)), args.frames)
     frames, body_uv = webcam_views(frames, truth["body_uv"][: len(frames)], args.cut)
     print(f"{len(frames)} frames cut to the person's upper body, {SIZE[0]}x{SIZE[1]}")
     for name, scales in (("framings off", ()), ("framings on", TrackingConfig().upper_body_scales)):
-        m = run(frames, body_uv, TrackingConfig(upper_body_scales=scales), args.flip_test)
+        m = run(frames, times, body_uv, TrackingConfig(upper_body_scales=scales), args.flip_test)
         print(
             f"{name}: person in {m['person']}/{m['frames']} frames, body 2D error "
             f"{m['err2d_px']:.1f} px (median {m['err2d_median_px']:.1f}), 2D PCK "

@@ -13,7 +13,7 @@ Detectors behind :class:`PersonDetector` (``detect(image) -> list[Detection]``):
   pipeline then refines it with one more keypoint pass on the box from the keypoints.
 - :class:`FallbackDetector`: a detector, and another when the first finds nobody.
 
-When the detector has no evidence (the whole frame), the pipeline also tries
+When the detector's box shows nobody, the pipeline also tries the whole frame and
 :func:`upper_body_boxes`: the frame as the top of a taller box, the framing of a webcam or a
 portrait, where the legs are below the picture. DetNet was trained on crops of whole people
 (partly cut off), and on a crop filled by a head and torso it finds no confident keypoint.
@@ -200,7 +200,7 @@ class TrackingConfig:
         0 any.
     recheck_conf: a tracked frame whose mean body confidence is below this also runs the
         person detector, and the more confident of the two results is kept.
-    upper_body_scales: when the detector has no evidence (the whole frame), also try
+    upper_body_scales: when the detector's box shows nobody, also try the whole frame and
         :func:`upper_body_boxes` of these sizes (x the frame's height) and keep the most
         confident result; a track found that way keeps its box's size and place relative to
         the keypoints (:meth:`Tracker.anchor`). Empty: off.
@@ -295,13 +295,14 @@ class Tracker:
         """Next frame's box from this frame's body keypoints (shrinking by at most
         ``config.max_shrink`` per frame, about the new box's centre)."""
         cfg = self.config
-        box = box_from_keypoints(body.uv, body.conf, cfg.min_conf, cfg.margin)
-        found = None if self.framing is None else keypoint_bounds(body.uv, body.conf, cfg.min_conf)
-        if found is not None:
-            side = max(found[2] - found[0], found[3] - found[1], 1.0)
-            c = (found[:2] + found[2:]) / 2 + self.framing[:2] * side
+        box = keypoint_bounds(body.uv, body.conf, cfg.min_conf)
+        if box is not None and self.framing is not None:
+            side = max(box[2] - box[0], box[3] - box[1], 1.0)
+            c = (box[:2] + box[2:]) / 2 + self.framing[:2] * side
             half = self.framing[2] * side / 2
             box = np.concatenate([c - half, c + half])
+        elif box is not None:
+            box = square_box(box, cfg.margin)
         if box is not None and self.box is not None:
             side, prev = box[2] - box[0], self.box[2] - self.box[0]
             if side < cfg.max_shrink * prev:

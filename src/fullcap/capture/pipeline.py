@@ -383,8 +383,10 @@ class Capture:
             return assess(None if t.parts is None else t.parts.body, t.box, cfg)
 
         tries = [replace(t, parts=self.estimator(rgb, t.box)) for t in tries]
+        first_reason = reason(tries[0])
         people = [t for t in tries if reason(t) is None]
         found = max(people, key=lambda t: float(t.parts.body.conf.mean())) if people else tries[0]
+        found_reason = None if people else first_reason
         if self.refine and found.parts is not None:
             body = found.parts.body
             tight = box_from_keypoints(body.uv, body.conf, cfg.min_conf, cfg.margin)
@@ -393,8 +395,8 @@ class Capture:
                 if reason(again) is None and (
                     not people or float(again.parts.body.conf.mean()) >= float(body.conf.mean())
                 ):
-                    found = again
-        return (found if reason(found) is None else None), reason(tries[0])
+                    found, found_reason = again, None
+        return (found if found_reason is None else None), first_reason
 
     # ------------------------------------------------------------------ parts -> result
     def _filtered(self, name: str, k: Keypoints, t: float) -> Keypoints:
