@@ -16,6 +16,7 @@ from fullcap.data.detnet_batches import build_sample, collate
 from fullcap.data.heads import HEADS, detnet_config, get_spec
 from fullcap.data.mixer import Mixer, ShardSource, open_sources
 from fullcap.eval.detnet import (
+    _readers,
     cross_dataset,
     evaluate,
     format_table,
@@ -269,6 +270,32 @@ def test_resume_can_widen_sigma_3d_and_set_the_lr(trained, tmp_path):
         train(run, DetNetTrainConfig(steps=6), workers=0, sigma_3d=0.0)
 
 
+def test_resume_can_set_the_cut_which_the_training_augmentation_uses(
+    trained, tmp_path, monkeypatch
+):
+    import fullcap.train.detnet as train_module
+
+    _, b, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(b, run)
+    seen = []
+    real = train_module.open_sources
+
+    def spy(roots, augment=None, seed=0):
+        seen.append(augment.p_cut)
+        return real(roots, augment=augment, seed=seed)
+
+    monkeypatch.setattr(train_module, "open_sources", spy)
+    assert torch.load(run / "last.pt", weights_only=True)["train_config"]["cut"] == 0.0
+    train(run, DetNetTrainConfig(steps=5), workers=0, cut=0.4)
+    assert seen == [0.4, 0.0]  # training readers cut, validation readers not
+    train(run, DetNetTrainConfig(steps=6), workers=0)  # kept by the checkpoint
+    assert seen[2:] == [0.4, 0.0]
+    assert torch.load(run / "last.pt", weights_only=True)["train_config"]["cut"] == 0.4
+    with pytest.raises(ValueError, match="cut"):
+        train(run, DetNetTrainConfig(steps=7), workers=0, cut=1.5)
+
+
 def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
     a, _, _ = trained
     path = export(a / "last.pt", tmp_path / "w.safetensors")
@@ -292,6 +319,18 @@ def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
     f, p = flipped["mtc_like"], report["mtc_like"]
     assert 0 <= f["pck150_pa"] <= 1 and f["err2d_px"] != p["err2d_px"]
     assert f["hand_err2d_px"] == pytest.approx(p["hand_err2d_px"], rel=1e-4)  # body maps only
+    cut = evaluate(net, [shard_dirs["mtc_like"]], samples=8, image_size=128, cut=True)
+    assert cut["mtc_like"]["items"] == p["items"] and cut["mtc_like"]["err2d_px"] != p["err2d_px"]
+    (reader,) = _readers([shard_dirs["mtc_like"]], 128, cut=True)
+    (whole,) = _readers([shard_dirs["mtc_like"]], 128)
+    reader.set_epoch(0), whole.set_epoch(0)
+    changed = 0
+    for i in range(4):  # the same crops, blacked out below a line
+        a, b = reader[i]["image"], whole[i]["image"]
+        differ = (a != b).any(0)
+        changed += int(differ.any())
+        assert (a[:, differ] == 0).all()
+    assert changed
     hand = report["hand_like"]
     for k in ("oracle2d_hand_auc_20_50", "meanpose_hand_auc_20_50"):
         assert 0 <= hand[k] <= 1, k

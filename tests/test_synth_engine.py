@@ -226,6 +226,66 @@ def test_augmentation_moves_labels_with_the_image():
     assert 0 < flips < 12
 
 
+def _cut_labels():
+    """A toy body shot for the cut: shoulders at y 40, knees at y 100 of a 128-px image, the
+    left hand up at the head, the right hand down by the knees."""
+    names = ["left_shoulder", "right_shoulder", "left_knee", "right_knee", "left_ankle"]
+    sets = {"body33": names, "left_hand": ["wrist", "tip"], "right_hand": ["wrist", "tip"]}
+    pts = {
+        "body33": [[50, 40], [78, 40], [54, 100], [74, 100], [54, 120]],
+        "left_hand": [[40, 20], [38, 14]],
+        "right_hand": [[90, 96], [92, 104]],
+    }
+    labels = {
+        "boxes": np.array([[30, 10, 100, 125]] * 4, np.float32),
+        "box_valid": np.ones(4, np.uint8),
+        "K": np.array([[100, 0, 64], [0, 100, 64], [0, 0, 1]], np.float32),
+        "shot": np.uint8(0),
+    }
+    for name in sets:
+        labels[f"kp2d/{name}"] = np.array(pts[name], np.float32)
+        labels[f"vis/{name}"] = np.ones(len(pts[name]), np.uint8)
+    return sets, labels
+
+
+def test_cut_blacks_out_below_the_chest_and_keeps_the_labels():
+    """Augment's cut: the same crop as without it above a line between the shoulders and
+    the knees, black below; keypoints unmoved, those below no longer visible, the hand below
+    the line without its box; only body shots are cut."""
+    sets, labels = _cut_labels()
+    img = np.random.default_rng(0).integers(30, 255, (128, 128, 3), dtype=np.uint8)
+    plain = dict(out_size=128, margin=1.0, scale=(1.0, 1.0), shift=0.0, p_rotate=0.0, p_flip=0.0)
+    cut_rows = []
+    for seed in range(6):
+        ref, ref_lab, _ = augment_sample(
+            img, labels, sets, np.random.default_rng(seed), Augment(**plain)
+        )
+        crop, lab, _ = augment_sample(
+            img, labels, sets, np.random.default_rng(seed), Augment(**plain, p_cut=1.0)
+        )
+        uv = lab["kp2d/body33"]
+        top, bottom = uv[:2, 1].mean(), uv[2:4, 1].mean()
+        black = (crop == 0).all(axis=(1, 2))
+        row = len(crop) - int(np.argmin(black[::-1]))  # the rows from here on are black
+        assert row < len(crop) and not black[:row].any()
+        assert top + 0.3 * (bottom - top) - 1 <= row <= bottom + 1
+        np.testing.assert_array_equal(crop[:row], ref[:row])
+        for name in sets:
+            np.testing.assert_array_equal(lab[f"kp2d/{name}"], ref_lab[f"kp2d/{name}"])
+            below = lab[f"kp2d/{name}"][:, 1] > row
+            assert not lab[f"vis/{name}"][below].any()
+            assert lab[f"vis/{name}"][lab[f"kp2d/{name}"][:, 1] < row - 1].all()
+        assert lab["box_valid"][1] == 1  # the left hand, up at the head, keeps its box
+        assert lab["box_valid"][2] == (0 if uv[2:4, 1].mean() - 4 > row else 1)
+        cut_rows.append(row)
+    assert len(set(cut_rows)) > 1  # the line moves from sample to sample
+    hand_shot = labels | {"shot": np.uint8(2)}
+    crop, _, _ = augment_sample(
+        img, hand_shot, sets, np.random.default_rng(0), Augment(**plain, p_cut=1.0)
+    )
+    assert not (crop == 0).all(axis=(1, 2)).any()
+
+
 def test_augmented_real_samples_stay_consistent(dataset):
     """After crop/rotation/flip, K @ kp3d still gives kp2d, and visible hand keypoints land
     on their own hand's pixels of the (equally warped, side-swapped) part map. Without

@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lr", type=float, help="set the learning rate now (e.g. when resuming)")
     p.add_argument(
+        "--cut",
+        type=float,
+        help="share of body shots blacked out below a line between the shoulders and the knees, "
+        "as a webcam cuts a person at a desk (default 0; may change when resuming)",
+    )
+    p.add_argument(
         "--init",
         help="a new run starts from these weights (file, checkpoint or 'detnet_lite'); "
         "tensors that do not fit start fresh",
@@ -296,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="body: keypoint-map peaks read per keypoint; 2 adds each map's next peak (default: 1)",
     )
+    p.add_argument(
+        "--cut",
+        type=float,
+        default=0.0,
+        help="share of the training body shots blacked out below a line between the shoulders "
+        "and the knees (as fullcap train detnet --cut; default 0)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p = tsub.add_parser("detnet-export", parents=[verbose], help="checkpoint -> float16 weights")
     p.add_argument("checkpoint", help="a run's last.pt")
@@ -350,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draw", help="also draw predictions into this PNG")
     p.add_argument(
         "--flip-test", action="store_true", help="average the body maps with the mirror image's"
+    )
+    p.add_argument(
+        "--cut",
+        action="store_true",
+        help="black out every body shot below a line between the shoulders and the knees "
+        "(a webcam's view of a person at a desk)",
     )
     p.add_argument("--json", action="store_true")
     p = esub.add_parser("detnet-cross", parents=[verbose, device], help="cross-dataset table")
@@ -480,7 +499,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     args.out, args.weights, args.part, args.data, args.val, args.inputs,
                     args.output, args.hidden, args.blocks, args.passes, args.epochs, args.seed,
                     device=resolve_device(args.device), progress=sys.stderr.isatty(),
-                    mirror=args.mirror, peaks=args.peaks,
+                    mirror=args.mirror, peaks=args.peaks, cut=args.cut,
                 )  # fmt: skip
             if args.train_command == "detnet-export":
                 return detnet.export(args.checkpoint, args.out, args.refiners_from)
@@ -496,7 +515,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 progress=sys.stderr.isatty(), sigma_3d=args.sigma_3d, lr=args.lr,
                 init=args.init, train_only=args.train_only, hand_w3d=args.hand_w3d,
                 counts=args.counts, lambdas=args.lambdas, body_size=args.body_size,
-                neck_blocks=args.neck_blocks, neck_attention=args.neck_attention,
+                neck_blocks=args.neck_blocks, neck_attention=args.neck_attention, cut=args.cut,
             )  # fmt: skip
         if args.train_command == "facenet":
             from fullcap.commands import facenet
@@ -519,7 +538,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             if args.eval_command == "detnet":
                 return detnet.evaluate(
                     args.weights, args.data, args.samples, dev, args.json, args.draw,
-                    flip_test=args.flip_test,
+                    flip_test=args.flip_test, cut=args.cut,
                 )  # fmt: skip
             return detnet.cross_dataset(args.models, args.data, args.samples, dev, args.json)
         if args.eval_command == "facenet":

@@ -88,9 +88,10 @@ def train(
     body_size: int | None = None,
     neck_blocks: int | None = None,
     neck_attention: bool | None = None,
+    cut: float | None = None,
 ) -> int:
     """Train (or resume) DetNet in ``out``; when the run finishes, export the weights and
-    evaluate them on the validation folders. ``sigma_3d``, ``lr``, ``init``: see
+    evaluate them on the validation folders. ``sigma_3d``, ``lr``, ``init``, ``cut``: see
     :func:`fullcap.train.detnet.train`; ``train_only``, ``hand_w3d``: see
     :class:`fullcap.train.detnet.DetNetTrainConfig` (new runs); ``counts``: ``SOURCE=N``
     strings; ``lambdas``: (lambda_b, lambda_h, lambda_f); ``body_size``: the body input side
@@ -138,6 +139,7 @@ def train(
         sigma_3d=sigma_3d,
         lr=lr,
         init=init,
+        cut=cut,
     )
     print(
         f"step {summary['step']}/{steps}: {summary['steps_per_s']:.2f} steps/s, "
@@ -170,6 +172,7 @@ def train_refiner(
     progress: bool = False,
     mirror: bool = False,
     peaks: int = 1,
+    cut: float = 0.0,
 ) -> int:
     """Train (or resume) the body or hand (``part``) keypoint refiner of DetNet ``weights`` in
     ``out`` (:mod:`fullcap.train.refiner`); writes ``OUT/detnet_refined.safetensors``."""
@@ -191,6 +194,7 @@ def train_refiner(
         seed=seed,
         mirror=mirror,
         peaks=peaks,
+        cut=cut,
     )
     run(out, tc, device, progress)
     return 0
@@ -225,10 +229,12 @@ def evaluate(
     draw: str | None = None,
     image_size: int = 256,
     flip_test: bool = False,
+    cut: bool = False,
 ) -> int:
     """Metrics of a DetNet weights file on held-out shard folders; ``draw``: also write a
     PNG of predictions on a few items per source; ``flip_test``: body maps averaged with those
-    of the mirrored crops."""
+    of the mirrored crops; ``cut``: every body shot cut below the chest (see
+    :func:`fullcap.eval.detnet.evaluate`)."""
     from fullcap.eval.detnet import draw_predictions
     from fullcap.eval.detnet import evaluate as run
     from fullcap.models.weights import load_detnet
@@ -236,7 +242,7 @@ def evaluate(
     if not data:
         raise ValueError("give held-out shard folders (e.g. runs/detnet_data/*/val)")
     net = load_detnet(weights, device)
-    report = run(net, data, samples, image_size=image_size, flip_test=flip_test)
+    report = run(net, data, samples, image_size=image_size, flip_test=flip_test, cut=cut)
     if as_json:
         print(json.dumps(report, indent=2))
     else:

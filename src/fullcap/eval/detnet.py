@@ -255,8 +255,9 @@ def evaluate_reader(
     return out
 
 
-def _readers(roots: Sequence[str | Path], image_size: int) -> list[Reader]:
-    return open_sources(roots, augment=replace(EVAL_AUGMENT, out_size=image_size))
+def _readers(roots: Sequence[str | Path], image_size: int, cut: bool = False) -> list[Reader]:
+    augment = replace(EVAL_AUGMENT, out_size=image_size, p_cut=1.0 if cut else 0.0)
+    return open_sources(roots, augment=augment)
 
 
 def evaluate(
@@ -266,11 +267,15 @@ def evaluate(
     batch_size: int = 16,
     image_size: int = 256,
     flip_test: bool = False,
+    cut: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """Metrics per source (source name -> metrics) of ``net`` on held-out shard folders."""
+    """Metrics per source (source name -> metrics) of ``net`` on held-out shard folders;
+    ``cut``: every body shot seen as a webcam cuts it, black below a line between the
+    shoulders and the knees (:class:`fullcap.synth.shards.Augment`'s ``p_cut``; the line
+    drawn per image, the same in every run); the keypoints below it still count."""
     return {
         r.spec.name: evaluate_reader(net, r, samples, batch_size, flip_test)
-        for r in _readers(roots, image_size)
+        for r in _readers(roots, image_size, cut)
     }
 
 

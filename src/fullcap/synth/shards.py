@@ -278,6 +278,13 @@ class Augment:
     scaled by a factor in ``scale``, shifted by up to ``shift`` of its side, rotated by up to
     ``rotate_deg`` (with probability ``p_rotate``), then mirrored with probability ``p_flip``
     (left/right keypoints, sets and boxes swapped), and colour-jittered.
+
+    With probability ``p_cut`` a body shot is then *cut*: every row of the crop below a line
+    drawn between the shoulders and the knees (at ``cut_range`` of the way down, uniformly)
+    is set to black, as a webcam's frame ends at the desk and capture pads the rest of the
+    person's box with black (the upper-body framings of :mod:`fullcap.capture.detector`).
+    The keypoints below the line keep their labels (the network learns to place them, as
+    it does occluded ones) but lose ``vis``; a hand or face mostly below it loses its box.
     """
 
     out_size: int = 256
@@ -288,6 +295,8 @@ class Augment:
     p_rotate: float = 0.5
     p_flip: float = 0.5
     color: float = 0.2  # amplitude of brightness / contrast / saturation jitter
+    p_cut: float = 0.0  # probability of a cut body shot (0 draws nothing: old runs unchanged)
+    cut_range: tuple[float, float] = (0.3, 1.0)  # shoulders (0) -> knees (1)
 
 
 def flip_permutation(set_name: str, names: list[str]) -> list[int]:
@@ -394,10 +403,48 @@ def augment_sample(
             part = np.where(part == lh, rh, np.where(part == rh, lh, part)).astype(np.uint8)
     if cfg.color > 0:
         crop = _color_jitter(rng, crop, cfg.color)
+    if cfg.p_cut > 0 and shot not in (2, 3) and rng.random() < cfg.p_cut:
+        crop = _cut_below(crop, lab, sets, float(rng.uniform(*cfg.cut_range)))
     lab["affine"] = A.astype(np.float32)
     lab["flip"] = np.uint8(flip)
     lab["rot_deg"] = np.float32(rot)
     return crop, lab, part
+
+
+_CUT_FROM = ("left_shoulder", "right_shoulder")
+_CUT_TO = ("left_knee", "right_knee")
+_PART_BOXES = {"left_hand": 1, "right_hand": 2, "face68": 3}
+
+
+def _cut_below(
+    crop: np.ndarray, lab: dict[str, np.ndarray], sets: dict[str, list[str]], at: float
+) -> np.ndarray:
+    """:class:`Augment`'s cut, in place on ``lab``: the crop black below the line ``at`` of
+    the way from the shoulders' mean height down to the knees' (those of the first stored set
+    that has them: ``body33``, ``h36m17``, ...; no cut without them, or when the knees are not
+    below the shoulders)."""
+    found = [k for k, names in sets.items() if all(n in names for n in _CUT_FROM + _CUT_TO)]
+    if not found:
+        return crop
+    names, uv = sets[found[0]], lab[f"kp2d/{found[0]}"]
+    top = float(np.mean([uv[names.index(n), 1] for n in _CUT_FROM]))
+    bottom = float(np.mean([uv[names.index(n), 1] for n in _CUT_TO]))
+    if bottom <= top:
+        return crop
+    y = top + at * (bottom - top)
+    row = max(0, int(np.ceil(y - 0.5)))  # first pixel row whose centre is below the line
+    if row >= crop.shape[0]:
+        return crop
+    crop = crop.copy()
+    crop[row:] = 0
+    for name in sets:
+        below = lab[f"kp2d/{name}"][:, 1] >= y
+        lab[f"vis/{name}"] = (lab[f"vis/{name}"].astype(bool) & ~below).astype(np.uint8)
+        k = _PART_BOXES.get(name)
+        if k is not None and below.mean() > 0.5:
+            lab["box_valid"] = lab["box_valid"].copy()
+            lab["box_valid"][k] = 0
+    return crop
 
 
 def _color_jitter(rng: np.random.Generator, img: np.ndarray, amp: float) -> np.ndarray:

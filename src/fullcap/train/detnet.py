@@ -83,6 +83,7 @@ class DetNetTrainConfig:
     sigma: float = 1.0  # keypoint-map Gaussians, map pixels
     sigma_3d: float | None = None  # weight of the 3D terms (None: sigma, as in the paper)
     hand_w3d: float = 10.0  # w_d = w_l of the hand PoseNet (the paper's 10)
+    cut: float = 0.0  # share of body shots cut below the chest (Augment.p_cut; 0 before it)
     train_only: tuple[str, ...] = ()  # parameter-name prefixes to train (empty: all)
     counts: dict = field(default_factory=dict)  # source -> samples per batch (empty: groups)
     overrides: dict = field(default_factory=dict)  # DetNetConfig fields (e.g. hidden)
@@ -194,6 +195,7 @@ def train(
     sigma_3d: float | None = None,
     lr: float | None = None,
     init: str | Path | None = None,
+    cut: float | None = None,
 ) -> dict:
     """Train (or resume) a DetNet in ``out_dir``.
 
@@ -208,6 +210,9 @@ def train(
             starts counting afresh.
         lr: set the learning rate from this call on (e.g. to drop it by hand when resuming);
             the plateau schedule goes on from there.
+        cut: set ``tc.cut`` (also when resuming): the share of body shots whose crop is black
+            below a line between the shoulders and the knees (:class:`fullcap.synth.shards.
+            Augment`'s ``p_cut``), as capture sees a person cut off by a webcam's frame.
         init: a new run starts from these weights (a weights file, ``detnet_lite`` or a
             checkpoint): every tensor whose name and shape match is copied, the rest (e.g. a
             new hand encoder) starts fresh; tensors of the init that fit nowhere are named in
@@ -235,9 +240,13 @@ def train(
             raise ValueError(f"sigma_3d must be > 0 (map pixels), got {sigma_3d}")
         changed_loss = state is not None and (tc.sigma_3d or tc.sigma) != sigma_3d
         tc = replace(tc, sigma_3d=float(sigma_3d))
+    if cut is not None:
+        if not 0.0 <= cut <= 1.0:
+            raise ValueError(f"cut is a share of the body shots, 0 to 1, got {cut}")
+        tc = replace(tc, cut=float(cut))
     if not tc.data or not tc.val:
         raise ValueError("a new DetNet run needs training (data) and validation (val) folders")
-    augment = Augment(out_size=tc.image_size)
+    augment = Augment(out_size=tc.image_size, p_cut=tc.cut)
     readers = open_sources(tc.data, augment=augment, seed=tc.seed)
     val_augment = replace(EVAL_AUGMENT, out_size=tc.image_size)
     val_readers = open_sources(tc.val, augment=val_augment, seed=tc.seed)

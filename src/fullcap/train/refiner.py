@@ -81,6 +81,7 @@ class RefinerTrainConfig:
     # mirror image in the weights (DetNetConfig.refiner_mirror)
     mirror: bool = False
     peaks: int = 1  # body: keypoint map peaks read per keypoint (DetNetConfig.refiner_peaks)
+    cut: float = 0.0  # share of training body shots cut below the chest (Augment.p_cut)
 
     def __post_init__(self) -> None:
         for name in ("passes", "epochs", "batch_size", "val_samples", "hidden"):
@@ -91,6 +92,8 @@ class RefinerTrainConfig:
             raise ValueError(f"refiner lr must be > 0, got {self.lr!r}")
         if self.part not in ("body", "hand"):
             raise ValueError(f"refiner part must be 'body' or 'hand', got {self.part!r}")
+        if not 0.0 <= self.cut <= 1.0:
+            raise ValueError(f"refiner cut is a share of the body shots, 0 to 1, got {self.cut!r}")
         if self.peaks not in (1, 2) or isinstance(self.peaks, bool):
             raise ValueError(f"refiner peaks must be 1 or 2, got {self.peaks!r}")
         if self.peaks != 1 and self.part != "body":
@@ -279,13 +282,15 @@ def _features(
     if tc.part == "body":
         base_meta, prefix = (
             {"weights": weights_id, "inputs": list(tc.inputs), "output": tc.output}
-            | ({"peaks": tc.peaks} if tc.peaks != 1 else {}),  # as before peaks existed
+            | ({"peaks": tc.peaks} if tc.peaks != 1 else {})  # as before peaks existed
+            | ({"cut": tc.cut} if tc.cut else {}),  # and before cuts
             "",
         )
     else:
-        base_meta, prefix = {"weights": weights_id, "part": "hand"}, "hand-"
+        base_meta = {"weights": weights_id, "part": "hand"} | ({"cut": tc.cut} if tc.cut else {})
+        prefix = "hand-"
     train_parts: list[Features] = []
-    augment = Augment(out_size=tc.image_size)
+    augment = Augment(out_size=tc.image_size, p_cut=tc.cut)
     for root in tc.data:
         for k in range(tc.passes):
             meta = base_meta | {"root": str(root), "pass": k, "image_size": tc.image_size}
