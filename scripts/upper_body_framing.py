@@ -2,16 +2,19 @@
 without the upper-body framings of the person search (``TrackingConfig.upper_body_scales``).
 
     python scripts/upper_body_framing.py [--cut 1.0] [--frames N] [--flip-test] [--threads T]
+                                         [--detnet WEIGHTS ...]
 
 Every frame of the bundled sample (`fullcap demo`'s clip) is cut to a 4:3 view of the person
 from a little above the head down to ``--cut`` x the head-to-pelvis distance below the head
 (1.0: through the pelvis), centred on the person and scaled to 640x480: the framing of
-someone at a desk in front of a webcam that follows them. Capture runs in video mode with the
-packaged networks, once with the framings off (the person search as it was before them) and
-once with them on, in the same process. Printed per run: frames with a person, the 2D error
-(pixels of the 640x480 view; mean and median) and 2D PCK (within 5 % of the person's whole
-height) of the body keypoints in the picture, hands and faces found, detections made in an
-upper-body framing, and milliseconds per frame (meaningful on an otherwise idle machine).
+someone at a desk in front of a webcam that follows them. Capture runs in video mode with
+the packaged networks, once with the framings off (the person search as it was before them)
+and once with them on, in the same process (``--detnet``: each DetNet weights file given,
+the framings on, instead; ``auto`` is the packaged one). Printed per run: frames with a
+person, the 2D error (pixels of the 640x480 view; mean and median) and 2D PCK (within 5 % of
+the person's whole height) of the body keypoints in the picture, hands and faces found,
+detections made in an upper-body framing, and milliseconds per frame (meaningful on an
+otherwise idle machine).
 """
 
 from __future__ import annotations
@@ -66,10 +69,15 @@ def webcam_views(frames: np.ndarray, body_uv: np.ndarray, cut: float):
 
 
 def run(
-    frames: np.ndarray, times: np.ndarray, body_uv: np.ndarray, tracking: TrackingConfig, flip: bool
+    frames: np.ndarray,
+    times: np.ndarray,
+    body_uv: np.ndarray,
+    tracking: TrackingConfig,
+    flip: bool,
+    detnet: str = "auto",
 ) -> dict:
     cap = Capture.from_weights(mode="video", fov_deg=SAMPLE_FOV_DEG, tracking=tracking,
-                               flip_test=flip)  # fmt: skip
+                               flip_test=flip, detnet=detnet)  # fmt: skip
     found = hands = faces = 0
     errs, hits, upper = [], [], 0
     t0 = time.perf_counter()
@@ -108,14 +116,19 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--flip-test", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--detnet", nargs="+", help="compare these DetNet weights (framings on)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     truth = load_truth(asset_path(SAMPLE_TRUTH))
     frames, times = read_frames(str(asset_path(SAMPLE)), args.frames)
     frames, body_uv = webcam_views(frames, truth["body_uv"][: len(frames)], args.cut)
     print(f"{len(frames)} frames cut to the person's upper body, {SIZE[0]}x{SIZE[1]}")
-    for name, scales in (("framings off", ()), ("framings on", TrackingConfig().upper_body_scales)):
-        m = run(frames, times, body_uv, TrackingConfig(upper_body_scales=scales), args.flip_test)
+    on = TrackingConfig().upper_body_scales
+    runs = [(w, on, w) for w in args.detnet or ()]
+    runs = runs or [("framings off", (), "auto"), ("framings on", on, "auto")]
+    for name, scales, detnet in runs:
+        tracking = TrackingConfig(upper_body_scales=scales)
+        m = run(frames, times, body_uv, tracking, args.flip_test, detnet)
         print(
             f"{name}: person in {m['person']}/{m['frames']} frames, body 2D error "
             f"{m['err2d_px']:.1f} px (median {m['err2d_median_px']:.1f}), 2D PCK "
