@@ -254,14 +254,15 @@ def test_cut_blacks_out_below_the_chest_and_keeps_the_labels():
     the line without its box; only body shots are cut."""
     sets, labels = _cut_labels()
     img = np.random.default_rng(0).integers(30, 255, (128, 128, 3), dtype=np.uint8)
+    parts = np.ones((128, 128), np.uint8)
     plain = dict(out_size=128, margin=1.0, scale=(1.0, 1.0), shift=0.0, p_rotate=0.0, p_flip=0.0)
     cut_rows = []
     for seed in range(6):
         ref, ref_lab, _ = augment_sample(
             img, labels, sets, np.random.default_rng(seed), Augment(**plain)
         )
-        crop, lab, _ = augment_sample(
-            img, labels, sets, np.random.default_rng(seed), Augment(**plain, p_cut=1.0)
+        crop, lab, part = augment_sample(
+            img, labels, sets, np.random.default_rng(seed), Augment(**plain, p_cut=1.0), parts
         )
         uv = lab["kp2d/body33"]
         top, bottom = uv[:2, 1].mean(), uv[2:4, 1].mean()
@@ -270,6 +271,7 @@ def test_cut_blacks_out_below_the_chest_and_keeps_the_labels():
         assert row < len(crop) and not black[:row].any()
         assert top + 0.3 * (bottom - top) - 1 <= row <= bottom + 1
         np.testing.assert_array_equal(crop[:row], ref[:row])
+        assert not part[row:].any() and part[:row].all()  # no part is seen below the line
         for name in sets:
             np.testing.assert_array_equal(lab[f"kp2d/{name}"], ref_lab[f"kp2d/{name}"])
             below = lab[f"kp2d/{name}"][:, 1] > row

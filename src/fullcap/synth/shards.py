@@ -404,7 +404,13 @@ def augment_sample(
     if cfg.color > 0:
         crop = _color_jitter(rng, crop, cfg.color)
     if cfg.p_cut > 0 and shot not in (2, 3) and rng.random() < cfg.p_cut:
-        crop = _cut_below(crop, lab, sets, float(rng.uniform(*cfg.cut_range)))
+        row = _cut_below(crop.shape[0], lab, sets, float(rng.uniform(*cfg.cut_range)))
+        if row is not None:  # black below, and no part seen there
+            crop = crop.copy()
+            crop[row:] = 0
+            if part is not None:
+                part = part.copy()
+                part[row:] = 0
     lab["affine"] = A.astype(np.float32)
     lab["flip"] = np.uint8(flip)
     lab["rot_deg"] = np.float32(rot)
@@ -417,26 +423,26 @@ _PART_BOXES = {"left_hand": 1, "right_hand": 2, "face68": 3}
 
 
 def _cut_below(
-    crop: np.ndarray, lab: dict[str, np.ndarray], sets: dict[str, list[str]], at: float
-) -> np.ndarray:
-    """:class:`Augment`'s cut, in place on ``lab``: the crop black below the line ``at`` of
-    the way from the shoulders' mean height down to the knees' (those of the first stored set
-    that has them: ``body33``, ``h36m17``, ...; no cut without them, or when the knees are not
-    below the shoulders)."""
+    size: int, lab: dict[str, np.ndarray], sets: dict[str, list[str]], at: float
+) -> int | None:
+    """:class:`Augment`'s cut of a ``size``-pixel crop, on ``lab`` in place: the line ``at``
+    of the way from the shoulders' mean height down to the knees' (those of the first stored
+    set that has them: ``body33``, ``h36m17``, ...); the keypoints below it lose ``vis``, a
+    hand or face mostly below it its box. Returns the first crop row below the line, or None
+    (no cut: no such keypoints, the knees not below the shoulders, or the line below the
+    crop)."""
     found = [k for k, names in sets.items() if all(n in names for n in _CUT_FROM + _CUT_TO)]
     if not found:
-        return crop
+        return None
     names, uv = sets[found[0]], lab[f"kp2d/{found[0]}"]
     top = float(np.mean([uv[names.index(n), 1] for n in _CUT_FROM]))
     bottom = float(np.mean([uv[names.index(n), 1] for n in _CUT_TO]))
     if bottom <= top:
-        return crop
+        return None
     y = top + at * (bottom - top)
     row = max(0, int(np.ceil(y - 0.5)))  # first pixel row whose centre is below the line
-    if row >= crop.shape[0]:
-        return crop
-    crop = crop.copy()
-    crop[row:] = 0
+    if row >= size:
+        return None
     for name in sets:
         below = lab[f"kp2d/{name}"][:, 1] >= y
         lab[f"vis/{name}"] = (lab[f"vis/{name}"].astype(bool) & ~below).astype(np.uint8)
@@ -444,7 +450,7 @@ def _cut_below(
         if k is not None and below.mean() > 0.5:
             lab["box_valid"] = lab["box_valid"].copy()
             lab["box_valid"][k] = 0
-    return crop
+    return row
 
 
 def _color_jitter(rng: np.random.Generator, img: np.ndarray, amp: float) -> np.ndarray:
