@@ -447,8 +447,7 @@ def _cut_below(
         below = lab[f"kp2d/{name}"][:, 1] >= y
         lab[f"vis/{name}"] = (lab[f"vis/{name}"].astype(bool) & ~below).astype(np.uint8)
         k = _PART_BOXES.get(name)
-        if k is not None and below.mean() > 0.5:
-            lab["box_valid"] = lab["box_valid"].copy()
+        if k is not None and below.mean() > 0.5:  # lab holds augment_sample's own copies
             lab["box_valid"][k] = 0
     return row
 
