@@ -544,7 +544,7 @@ def test_neck_starts_as_the_identity_and_learns():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    cfg = replace(base_cfg, neck_blocks=2, neck_attention=True)
+    cfg = replace(base_cfg, neck_blocks=2, neck_attention=True, neck_layers=1)
     net = DetNet(cfg)
     missing, unexpected = net.load_state_dict(base.state_dict(), strict=False)
     assert not unexpected and missing and all(k.startswith("neck.") for k in missing)
@@ -567,11 +567,16 @@ def test_neck_starts_as_the_identity_and_learns():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in neck.values()), [
         k for k, p in neck.items() if p.grad is None or not p.grad.abs().sum() > 0
     ]
-    for bad in (dict(neck_blocks=-1), dict(neck_blocks=True), dict(neck_attention=1)):
+    # the transformer layer's learnt positions are resampled for a map of another size
+    layer = net.neck.layers[0]
+    assert layer.pos.shape[-2:] == (8, 8)
+    assert layer(torch.randn(1, 128, 12, 12)).shape == (1, 128, 12, 12)
+    bad_values = (dict(neck_blocks=-1), dict(neck_blocks=True), dict(neck_attention=1))
+    for bad in (*bad_values, dict(neck_layers=-2), dict(neck_layers=1.5)):
         with pytest.raises(ValueError, match="neck"):
             replace(base_cfg, **bad)
     old = base_cfg.to_dict()
-    del old["neck_blocks"], old["neck_attention"]  # configs written before the neck existed
+    del old["neck_blocks"], old["neck_attention"], old["neck_layers"]  # configs before the neck
     assert DetNetConfig.from_dict(old) == base_cfg
 
 
@@ -589,14 +594,14 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
     assert "multiple of 8" in capsys.readouterr().err and not bad.exists()
     out = tmp_path / "run"
     kw = dict(steps=1, factor=1, seed=0, workers=0, eval_samples=2, image_size=128, body_size=96)
-    kw |= dict(neck_blocks=1, neck_attention=True)
+    kw |= dict(neck_blocks=1, neck_attention=True, neck_layers=1)
     assert train_command(str(out), "lite", [data], [data], **kw) == 0
 
     def run_config(run):
         return DetNetConfig.from_dict(torch.load(run / "last.pt", weights_only=True)["config"])
 
     cfg = run_config(out)
-    assert (cfg.body_size, cfg.neck_blocks, cfg.neck_attention) == (96, 1, True)
+    assert (cfg.body_size, cfg.neck_blocks, cfg.neck_attention, cfg.neck_layers) == (96, 1, True, 1)
     loaded = load_detnet(out / "weights.safetensors")
     assert (loaded.config.body_size, loaded.config.neck_blocks) == (96, 1)
     assert any(k.startswith("neck.blocks.0.") for k in loaded.state_dict())
@@ -605,9 +610,9 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
     init = str(out / "weights.safetensors")
     assert train_command(str(tmp_path / "ft"), "lite", [data], [data], init=init, **kw) == 0
     cfg = run_config(tmp_path / "ft")
-    assert (cfg.neck_blocks, cfg.neck_attention) == (1, True)
+    assert (cfg.neck_blocks, cfg.neck_attention, cfg.neck_layers) == (1, True, 1)
     caplog.clear()
-    kw |= dict(init=init, neck_blocks=0, neck_attention=False)
+    kw |= dict(init=init, neck_blocks=0, neck_attention=False, neck_layers=0)
     assert train_command(str(tmp_path / "ft0"), "lite", [data], [data], **kw) == 0
     cfg = run_config(tmp_path / "ft0")
     assert (cfg.neck_blocks, cfg.neck_attention) == (0, False)

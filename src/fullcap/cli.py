@@ -257,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="global self-attention over the body feature map (new runs; default: as the "
         "--init weights, else the preset's)",
     )
+    p.add_argument(
+        "--neck-layers",
+        type=int,
+        help="transformer layers (attention with learnt positions, then an MLP) after the "
+        "neck's blocks (new runs; default: as the --init weights, else the preset's); they "
+        "start as the identity",
+    )
     p = tsub.add_parser(
         "refiner", parents=[verbose, device], help="DetNet's keypoint refiner (resumable)"
     )
@@ -515,7 +522,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 progress=sys.stderr.isatty(), sigma_3d=args.sigma_3d, lr=args.lr,
                 init=args.init, train_only=args.train_only, hand_w3d=args.hand_w3d,
                 counts=args.counts, lambdas=args.lambdas, body_size=args.body_size,
-                neck_blocks=args.neck_blocks, neck_attention=args.neck_attention, cut=args.cut,
+                neck_blocks=args.neck_blocks, neck_attention=args.neck_attention,
+                neck_layers=args.neck_layers, cut=args.cut,
             )  # fmt: skip
         if args.train_command == "facenet":
             from fullcap.commands import facenet

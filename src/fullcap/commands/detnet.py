@@ -88,6 +88,7 @@ def train(
     body_size: int | None = None,
     neck_blocks: int | None = None,
     neck_attention: bool | None = None,
+    neck_layers: int | None = None,
     cut: float | None = None,
 ) -> int:
     """Train (or resume) DetNet in ``out``; when the run finishes, export the weights and
@@ -95,9 +96,9 @@ def train(
     :func:`fullcap.train.detnet.train`; ``train_only``, ``hand_w3d``: see
     :class:`fullcap.train.detnet.DetNetTrainConfig` (new runs); ``counts``: ``SOURCE=N``
     strings; ``lambdas``: (lambda_b, lambda_h, lambda_f); ``body_size``: the body input side
-    of a new run (a multiple of 8; default the preset's); ``neck_blocks``, ``neck_attention``:
-    the new run's neck (:class:`fullcap.models.backbone.Neck`; default: the ``init``
-    weights', else the preset's)."""
+    of a new run (a multiple of 8; default the preset's); ``neck_blocks``, ``neck_attention``,
+    ``neck_layers``: the new run's neck (:class:`fullcap.models.backbone.Neck`; default: the
+    ``init`` weights', else the preset's)."""
     from fullcap.models.detnet import PRESETS
     from fullcap.train.detnet import DetNetTrainConfig, export
     from fullcap.train.detnet import train as run
@@ -123,6 +124,7 @@ def train(
                 ("body_size", body_size),
                 ("neck_blocks", neck_blocks),
                 ("neck_attention", neck_attention),
+                ("neck_layers", neck_layers),
             )
             if v is not None
         },

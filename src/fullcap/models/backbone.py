@@ -91,24 +91,73 @@ class GlobalAttention(nn.Module):
         return t.transpose(1, 2).reshape(b, c, h, w)
 
 
+class TransformerLayer(nn.Module):
+    """A pre-norm transformer layer over the cells of a feature map: self-attention whose
+    queries and keys carry a learned position per cell, then a two-layer MLP per cell, each
+    added as a residual.
+
+    :class:`GlobalAttention` tells each cell about the whole map but not where things are
+    (its attention ignores positions); which arm is the left one, and whether a shape beside
+    the body is a wrist, depends on where the other parts lie. Both residual branches end in
+    zero-initialised projections, so the layer starts as the identity. The positions are
+    learnt for a ``size`` x ``size`` map and resampled for maps of other sizes.
+    """
+
+    def __init__(self, channels: int, size: int, heads: int = 4, expand: int = 2):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, channels, size, size) * 0.02)
+        self.norm1 = nn.LayerNorm(channels)
+        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, expand * channels),
+            nn.GELU(),
+            nn.Linear(expand * channels, channels),
+        )
+        for layer in (self.attn.out_proj, self.mlp[2]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        pos = self.pos
+        if pos.shape[-2:] != (h, w):
+            pos = nn.functional.interpolate(pos, size=(h, w), mode="bilinear", align_corners=False)
+        t = x.flatten(2).transpose(1, 2)  # (B, HW, C)
+        v = self.norm1(t)
+        qk = v + pos.flatten(2).transpose(1, 2)
+        t = t + self.attn(qk, qk, v, need_weights=False)[0]
+        t = t + self.mlp(self.norm2(t))
+        return t.transpose(1, 2).reshape(b, c, h, w)
+
+
 class Neck(nn.Module):
     """More capacity at the backbone's output resolution: optional global self-attention,
-    then ``blocks`` residual blocks (dilation 2 and 1 alternating). Every part starts as the
-    identity (zero-initialised last batch-norm scale, zero attention output), so a neck added
-    to trained weights changes nothing until it is trained."""
+    then ``blocks`` residual blocks (dilation 2 and 1 alternating), then ``layers``
+    :class:`TransformerLayer` (positions learnt for a ``size`` x ``size`` map). Every part
+    starts as the identity (zero-initialised last batch-norm scale, zero attention and MLP
+    outputs), so a neck added to trained weights changes nothing until it is trained."""
 
-    def __init__(self, channels: int, blocks: int = 0, attention: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        blocks: int = 0,
+        attention: bool = False,
+        layers: int = 0,
+        size: int = 16,
+    ):
         super().__init__()
         self.attention = GlobalAttention(channels) if attention else nn.Identity()
-        layers = []
+        convs = []
         for i in range(blocks):
             block = BasicBlock(channels, channels, dilation=2 if i % 2 == 0 else 1)
             nn.init.zeros_(block.conv2[1].weight)
-            layers.append(block)
-        self.blocks = nn.Sequential(*layers)
+            convs.append(block)
+        self.blocks = nn.Sequential(*convs)
+        self.layers = nn.Sequential(*(TransformerLayer(channels, size) for _ in range(layers)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.attention(x))
+        return self.layers(self.blocks(self.attention(x)))
 
 
 class ResNet50(nn.Module):

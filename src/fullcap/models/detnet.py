@@ -71,6 +71,9 @@ class DetNetConfig:
     # the first releases (the defaults, so their configs still load)
     neck_blocks: int = 0
     neck_attention: bool = False
+    # transformer layers after the neck's blocks (fullcap.models.backbone.TransformerLayer);
+    # 0 before preview 8
+    neck_layers: int = 0
     # the keypoint refiner (fullcap.models.refiner): the heads it reads ("basic" and extended
     # head names; empty: no refiner, as in the first releases), the extended head whose 3D
     # keypoints it refines, and its size
@@ -113,9 +116,10 @@ class DetNetConfig:
                     f"DetNet {name} must be a multiple of {stride} (its network's output "
                     f"stride) and at least {4 * stride}, got {v!r}"
                 )
-        nb = self.neck_blocks
-        if isinstance(nb, bool) or not isinstance(nb, int) or nb < 0:
-            raise ValueError(f"DetNet neck_blocks must be an integer >= 0, got {nb!r}")
+        for name in ("neck_blocks", "neck_layers"):
+            nb = getattr(self, name)
+            if isinstance(nb, bool) or not isinstance(nb, int) or nb < 0:
+                raise ValueError(f"DetNet {name} must be an integer >= 0, got {nb!r}")
         if not isinstance(self.neck_attention, bool):
             raise ValueError(
                 f"DetNet neck_attention must be True or False, got {self.neck_attention!r}"
@@ -315,7 +319,13 @@ class DetNet(nn.Module):
         self.config = config
         self.backbone = make_backbone(config.backbone)
         c = self.backbone.channels
-        self.neck = Neck(c, config.neck_blocks, config.neck_attention)
+        self.neck = Neck(
+            c,
+            config.neck_blocks,
+            config.neck_attention,
+            config.neck_layers,
+            config.body_size // BODY_STRIDE,
+        )
         self.basic = PoseNet(c, len(config.basic), len(bones_of(config.basic)), config.hidden)
         bones = {
             name: bones_of(names, config.head_parents(name))

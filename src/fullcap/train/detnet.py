@@ -217,8 +217,8 @@ def train(
             checkpoint): every tensor whose name and shape match is copied, the rest (e.g. a
             new hand encoder) starts fresh; tensors of the init that fit nowhere are named in
             a warning. The run keeps the init's extended heads and its neck
-            (``neck_blocks``, ``neck_attention``) unless ``tc.overrides`` sets them. Ignored
-            when resuming.
+            (``neck_blocks``, ``neck_attention``, ``neck_layers``) unless ``tc.overrides``
+            sets them. Ignored when resuming.
     Returns:
         Summary: checkpoint path, step, finished flag, lr, last validation loss, steps/s and
         images/s of this call, batch size, the validation folders.
@@ -469,7 +469,7 @@ def _read_init(source: str | Path) -> tuple[dict[str, torch.Tensor], DetNetConfi
 
 
 # Architecture a fine-tune takes from its --init weights unless the run overrides it.
-INHERITED = ("neck_blocks", "neck_attention")
+INHERITED = ("neck_blocks", "neck_attention", "neck_layers")
 
 
 def _like_init(config: DetNetConfig, init: DetNetConfig, overrides: dict) -> DetNetConfig:
