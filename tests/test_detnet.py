@@ -581,9 +581,9 @@ def test_neck_starts_as_the_identity_and_learns():
 
 
 def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
-    """--body-size and the neck flags set a new run's body input and neck (the checkpoint's
-    config says so); a size that is not a multiple of 8 is a one-line error before anything
-    is written."""
+    """--body-size, --hand-size and the neck flags set a new run's body input, hand crops and
+    neck (the checkpoint's config says so); a size that does not fit the network's stride is
+    a one-line error before anything is written."""
     from fullcap.cli import main
     from fullcap.commands.detnet import train as train_command
 
@@ -592,8 +592,11 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
     argv = ["train", "detnet", "--data", data, "--val", data, "--out", str(bad)]
     assert main([*argv, "--body-size", "100", "--steps", "1"]) == 1
     assert "multiple of 8" in capsys.readouterr().err and not bad.exists()
+    assert main([*argv, "--hand-size", "50", "--steps", "1"]) == 1
+    assert "multiple of 4" in capsys.readouterr().err and not bad.exists()
     out = tmp_path / "run"
     kw = dict(steps=1, factor=1, seed=0, workers=0, eval_samples=2, image_size=128, body_size=96)
+    kw |= dict(hand_size=48)
     kw |= dict(neck_blocks=1, neck_attention=True, neck_layers=1)
     assert train_command(str(out), "lite", [data], [data], **kw) == 0
 
@@ -602,6 +605,7 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
 
     cfg = run_config(out)
     assert (cfg.body_size, cfg.neck_blocks, cfg.neck_attention, cfg.neck_layers) == (96, 1, True, 1)
+    assert cfg.hand_size == 48
     loaded = load_detnet(out / "weights.safetensors")
     assert (loaded.config.body_size, loaded.config.neck_blocks) == (96, 1)
     assert any(k.startswith("neck.blocks.0.") for k in loaded.state_dict())

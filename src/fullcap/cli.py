@@ -244,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         "preset's, 128 for lite); weights given by --init work at any size",
     )
     p.add_argument(
+        "--hand-size",
+        type=int,
+        help="side of the hand crops in pixels, a multiple of 4 (new runs; default: the "
+        "preset's, 64 for lite); the hand branch of --init weights works at any size",
+    )
+    p.add_argument(
         "--neck-blocks",
         type=int,
         help="residual blocks added after the body backbone (new runs; default: those of the "
@@ -522,6 +528,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 progress=sys.stderr.isatty(), sigma_3d=args.sigma_3d, lr=args.lr,
                 init=args.init, train_only=args.train_only, hand_w3d=args.hand_w3d,
                 counts=args.counts, lambdas=args.lambdas, body_size=args.body_size,
+                hand_size=args.hand_size,
                 neck_blocks=args.neck_blocks, neck_attention=args.neck_attention,
                 neck_layers=args.neck_layers, cut=args.cut,
             )  # fmt: skip

@@ -86,6 +86,7 @@ def train(
     counts: Sequence[str] = (),
     lambdas: Sequence[float] | None = None,
     body_size: int | None = None,
+    hand_size: int | None = None,
     neck_blocks: int | None = None,
     neck_attention: bool | None = None,
     neck_layers: int | None = None,
@@ -96,7 +97,8 @@ def train(
     :func:`fullcap.train.detnet.train`; ``train_only``, ``hand_w3d``: see
     :class:`fullcap.train.detnet.DetNetTrainConfig` (new runs); ``counts``: ``SOURCE=N``
     strings; ``lambdas``: (lambda_b, lambda_h, lambda_f); ``body_size``: the body input side
-    of a new run (a multiple of 8; default the preset's); ``neck_blocks``, ``neck_attention``,
+    of a new run (a multiple of 8; default the preset's); ``hand_size``: its hand crops' side
+    (a multiple of 4); ``neck_blocks``, ``neck_attention``,
     ``neck_layers``: the new run's neck (:class:`fullcap.models.backbone.Neck`; default: the
     ``init`` weights', else the preset's)."""
     from fullcap.models.detnet import PRESETS
@@ -122,6 +124,7 @@ def train(
             k: v
             for k, v in (
                 ("body_size", body_size),
+                ("hand_size", hand_size),
                 ("neck_blocks", neck_blocks),
                 ("neck_attention", neck_attention),
                 ("neck_layers", neck_layers),
