@@ -72,7 +72,7 @@ class DetNetConfig:
     neck_blocks: int = 0
     neck_attention: bool = False
     # transformer layers after the neck's blocks (fullcap.models.backbone.TransformerLayer);
-    # 0 before preview 8
+    # 0 in every shipped release so far (the default, so their configs load as they were)
     neck_layers: int = 0
     # the keypoint refiner (fullcap.models.refiner): the heads it reads ("basic" and extended
     # head names; empty: no refiner, as in the first releases), the extended head whose 3D
