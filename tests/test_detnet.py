@@ -296,6 +296,48 @@ def test_resume_can_set_the_cut_which_the_training_augmentation_uses(
         train(run, DetNetTrainConfig(steps=7), workers=0, cut=1.5)
 
 
+def test_weight_average_is_kept_resumed_exported_and_taken_by_init(trained, tmp_path, caplog):
+    from fullcap.models.weights import read_weights
+    from fullcap.train.detnet import _read_init
+
+    _, b, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(b, run)
+    with pytest.raises(ValueError, match="ema"):
+        train(run, DetNetTrainConfig(steps=5), workers=0, ema=1.0)
+    train(run, DetNetTrainConfig(steps=5), workers=0, ema=0.5)
+    s5 = torch.load(run / "last.pt", weights_only=True)
+    assert s5["ema"]["decay"] == 0.5 and s5["ema"]["steps"] == 1  # starts at that step's weights
+    for k, v in s5["model"].items():
+        torch.testing.assert_close(s5["ema"]["model"][k], v, msg=k)
+    r = train(run, DetNetTrainConfig(steps=6), workers=0)  # resumed, decay kept
+    s6 = torch.load(run / "last.pt", weights_only=True)
+    assert s6["ema"]["steps"] == 2 and math.isfinite(r["ema_val_loss"])
+    moved = 0
+    for k, v in s6["model"].items():
+        if v.is_floating_point():
+            want = 0.5 * s5["model"][k] + 0.5 * v  # the average of steps 5 and 6
+            torch.testing.assert_close(s6["ema"]["model"][k], want, msg=k)
+            moved += int(not torch.equal(v, s5["model"][k]))
+    assert moved > 10
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert math.isfinite(rows[-1]["ema_val_total"]) and rows[-1]["step"] == 6
+    assert rows[-1]["ema_val_total"] != rows[-1]["val_total"]
+
+    name = "backbone.stem.0.0.weight"
+    averaged, raw = s6["ema"]["model"][name], s6["model"][name]
+    tensors, meta = read_weights(export(run / "last.pt", tmp_path / "avg.safetensors"))
+    assert torch.equal(tensors[name], averaged.half()) and meta["info"]["ema"]["steps"] == 2
+    tensors, meta = read_weights(export(run / "last.pt", tmp_path / "raw.safetensors", raw=True))
+    assert torch.equal(tensors[name], raw.half()) and "ema" not in meta["info"]
+    with caplog.at_level(logging.INFO, logger="fullcap.train.detnet"):
+        tensors, _ = _read_init(run / "last.pt")
+    assert torch.equal(tensors[name], averaged) and "weight average" in caplog.text
+
+    train(run, DetNetTrainConfig(steps=7), workers=0, ema=0.0)  # switched off
+    assert "ema" not in torch.load(run / "last.pt", weights_only=True)
+
+
 def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
     a, _, _ = trained
     path = export(a / "last.pt", tmp_path / "w.safetensors")
@@ -586,6 +628,7 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
     a one-line error before anything is written."""
     from fullcap.cli import main
     from fullcap.commands.detnet import train as train_command
+    from fullcap.models.weights import read_weights
 
     data = shard_dirs["h36m_like"]
     bad = tmp_path / "bad"
@@ -594,6 +637,8 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
     assert "multiple of 8" in capsys.readouterr().err and not bad.exists()
     assert main([*argv, "--hand-size", "50", "--steps", "1"]) == 1
     assert "multiple of 4" in capsys.readouterr().err and not bad.exists()
+    assert main([*argv, "--ema", "1.5", "--steps", "1"]) == 1
+    assert "ema is a decay" in capsys.readouterr().err and not bad.exists()
     out = tmp_path / "run"
     kw = dict(steps=1, factor=1, seed=0, workers=0, eval_samples=2, image_size=128, body_size=96)
     kw |= dict(hand_size=48)
@@ -621,6 +666,15 @@ def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
     cfg = run_config(tmp_path / "ft0")
     assert (cfg.neck_blocks, cfg.neck_attention) == (0, False)
     assert "not used from" in caplog.text and "neck.blocks" in caplog.text
+    # --ema keeps a weight average, which the run's weights file and detnet-export take
+    capsys.readouterr()
+    kw = dict(steps=2, factor=1, seed=0, workers=0, eval_samples=2, image_size=128, eval_every=1)
+    assert train_command(str(tmp_path / "avg"), "lite", [data], [data], ema=0.9, **kw) == 0
+    assert "weight average:" in capsys.readouterr().out
+    assert read_weights(tmp_path / "avg" / "weights.safetensors")[1]["info"]["ema"]["steps"] == 2
+    raw, ckpt = tmp_path / "raw.safetensors", str(tmp_path / "avg" / "last.pt")
+    assert main(["train", "detnet-export", ckpt, str(raw), "--raw"]) == 0
+    assert "ema" not in read_weights(raw)[1]["info"]
 
 
 # ----------------------------------------------------------------------------- refiner

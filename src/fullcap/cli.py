@@ -209,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
         "as a webcam cuts a person at a desk (default 0; may change when resuming)",
     )
     p.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="also keep a moving average of the weights, decay DECAY per step (e.g. 0.999), "
+        "validated beside them and exported instead of them (default off; may change when "
+        "resuming, 0 turns it off)",
+    )
+    p.add_argument(
         "--init",
         help="a new run starts from these weights (file, checkpoint or 'detnet_lite'); "
         "tensors that do not fit start fresh",
@@ -331,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WEIGHTS",
         help="copy these weights' keypoint refiners where the network they were trained on is "
         "unchanged (e.g. detnet_lite after a hand-branch fine-tune keeps its body refiner)",
+    )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="the trained weights, not the run's moving average of them (train detnet --ema)",
     )
     p = tsub.add_parser("detnet-data", parents=[verbose], help="render DetNet training shards")
     p.add_argument("out", help="folder: OUT/<source>/train and OUT/<source>/val")
@@ -515,7 +528,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     mirror=args.mirror, peaks=args.peaks, cut=args.cut,
                 )  # fmt: skip
             if args.train_command == "detnet-export":
-                return detnet.export(args.checkpoint, args.out, args.refiners_from)
+                return detnet.export(args.checkpoint, args.out, args.refiners_from, args.raw)
 
             if args.train_command == "detnet-data":
                 return detnet.data(
@@ -530,7 +543,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 counts=args.counts, lambdas=args.lambdas, body_size=args.body_size,
                 hand_size=args.hand_size,
                 neck_blocks=args.neck_blocks, neck_attention=args.neck_attention,
-                neck_layers=args.neck_layers, cut=args.cut,
+                neck_layers=args.neck_layers, cut=args.cut, ema=args.ema,
             )  # fmt: skip
         if args.train_command == "facenet":
             from fullcap.commands import facenet

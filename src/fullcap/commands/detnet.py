@@ -91,9 +91,10 @@ def train(
     neck_attention: bool | None = None,
     neck_layers: int | None = None,
     cut: float | None = None,
+    ema: float | None = None,
 ) -> int:
     """Train (or resume) DetNet in ``out``; when the run finishes, export the weights and
-    evaluate them on the validation folders. ``sigma_3d``, ``lr``, ``init``, ``cut``: see
+    evaluate them on the validation folders. ``sigma_3d``, ``lr``, ``init``, ``cut``, ``ema``: see
     :func:`fullcap.train.detnet.train`; ``train_only``, ``hand_w3d``: see
     :class:`fullcap.train.detnet.DetNetTrainConfig` (new runs); ``counts``: ``SOURCE=N``
     strings; ``lambdas``: (lambda_b, lambda_h, lambda_f); ``body_size``: the body input side
@@ -145,11 +146,13 @@ def train(
         lr=lr,
         init=init,
         cut=cut,
+        ema=ema,
     )
     print(
         f"step {summary['step']}/{steps}: {summary['steps_per_s']:.2f} steps/s, "
         f"{summary['images_per_s']:.1f} images/s (batch {summary['batch_size']}), "
         f"lr {summary['lr']:.0e}, val loss {summary['val_loss']}"
+        + (f" (weight average: {summary['ema_val_loss']})" if summary["ema_val_loss"] else "")
     )
     print(f"checkpoint: {summary['checkpoint']}")
     if not summary["finished"]:
@@ -216,12 +219,13 @@ def parse_counts(items: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def export(checkpoint: str, out: str, refiners_from: str | None = None) -> int:
+def export(checkpoint: str, out: str, refiners_from: str | None = None, raw: bool = False) -> int:
     """Write a checkpoint's DetNet as a float16 safetensors weights file (``refiners_from``:
-    copy the keypoint refiners of those weights where they fit)."""
+    copy the keypoint refiners of those weights where they fit; ``raw``: the trained weights,
+    not the run's moving average of them)."""
     from fullcap.train.detnet import export as run
 
-    print(f"weights: {run(checkpoint, out, refiners_from)}")
+    print(f"weights: {run(checkpoint, out, refiners_from, raw)}")
     return 0
 
 

@@ -14,6 +14,12 @@ Optimiser: Adam, lr 1e-3, dropped to 1e-4 (factor 0.1, floor ``lr_low``) when th
 validation loss has not improved (relative 1e-3) for ``patience`` evaluations in a row
 (``torch.optim.lr_scheduler.ReduceLROnPlateau``; its state is in the checkpoint).
 
+Weight average (``ema``, off by default): an exponential moving average of the weights and
+batch-norm statistics (``torch.optim.swa_utils.AveragedModel``) kept beside the trained ones;
+it is validated too (``ema_val_*`` in the ledger), saved in the checkpoint, and is what
+:func:`export` and ``init`` take. Small batches make the weights wander about the minimum
+they have found; their average sits nearer its middle.
+
 Resume: ``out_dir/last.pt`` holds the model, optimiser, scheduler, step, data position and
 configs; it is written every ``checkpoint_every`` steps and when the run stops (end,
 Ctrl-C/SIGTERM, ``run_steps`` or ``time_limit_s``). Batches depend only on (seed, step)
@@ -84,6 +90,7 @@ class DetNetTrainConfig:
     sigma_3d: float | None = None  # weight of the 3D terms (None: sigma, as in the paper)
     hand_w3d: float = 10.0  # w_d = w_l of the hand PoseNet (the paper's 10)
     cut: float = 0.0  # share of body shots cut below the chest (Augment.p_cut; 0 before it)
+    ema: float = 0.0  # decay of the moving average of the weights per step (0: none)
     train_only: tuple[str, ...] = ()  # parameter-name prefixes to train (empty: all)
     counts: dict = field(default_factory=dict)  # source -> samples per batch (empty: groups)
     overrides: dict = field(default_factory=dict)  # DetNetConfig fields (e.g. hidden)
@@ -93,6 +100,8 @@ class DetNetTrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "steps" else 1):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema is a decay per step, 0 (off) to below 1, got {self.ema!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> DetNetTrainConfig:
@@ -196,6 +205,7 @@ def train(
     lr: float | None = None,
     init: str | Path | None = None,
     cut: float | None = None,
+    ema: float | None = None,
 ) -> dict:
     """Train (or resume) a DetNet in ``out_dir``.
 
@@ -213,6 +223,10 @@ def train(
         cut: set ``tc.cut`` (also when resuming): the share of body shots whose crop is black
             below a line between the shoulders and the knees (:class:`fullcap.synth.shards.
             Augment`'s ``p_cut``), as capture sees a person cut off by a webcam's frame.
+        ema: set ``tc.ema`` (also when resuming; 0 turns it off): the decay per step of the
+            moving average of the weights that is validated, saved and exported beside them
+            (e.g. 0.999: about the last 1000 steps). It starts from the weights of the step it
+            is switched on at, and restarts when the decay changes.
         init: a new run starts from these weights (a weights file, ``detnet_lite`` or a
             checkpoint): every tensor whose name and shape match is copied, the rest (e.g. a
             new hand encoder) starts fresh; tensors of the init that fit nowhere are named in
@@ -244,6 +258,8 @@ def train(
         if not 0.0 <= cut <= 1.0:
             raise ValueError(f"cut is a share of the body shots, 0 to 1, got {cut}")
         tc = replace(tc, cut=float(cut))
+    if ema is not None:
+        tc = replace(tc, ema=float(ema))
     if not tc.data or not tc.val:
         raise ValueError("a new DetNet run needs training (data) and validation (val) folders")
     augment = Augment(out_size=tc.image_size, p_cut=tc.cut)
@@ -285,6 +301,7 @@ def train(
             g["lr"] = float(lr)
         sched.num_bad_epochs = 0
         log.info("learning rate set to %g", lr)
+    averaged = _averaged(net, tc.ema, state)
     counts = _check_counts(tc.counts, readers)
     mixer = Mixer(readers, config, factor=tc.factor, seed=tc.seed, counts=counts)
     val_counts = _check_counts(tc.counts, val_readers)
@@ -294,6 +311,7 @@ def train(
     ledger = Ledger(out_dir / "metrics.jsonl")
     val_cache: list[DetNetBatch] = []
     last_val: float | None = state.get("last_val") if state else None
+    last_ema_val: float | None = None
 
     def checkpoint() -> None:
         save_checkpoint(
@@ -308,18 +326,19 @@ def train(
                 "data_position": mixer.position(step),
                 "trained_s": trained_s,
                 "last_val": last_val,
-            },
+            }
+            | _averaged_state(averaged, tc.ema),
         )
 
-    def validate() -> dict[str, float]:
+    def validate(model: DetNet) -> dict[str, float]:
         if not val_cache:
             val_cache.extend(val_mixer.batch(k) for k in range(tc.val_batches))
-        net.eval()
+        model.eval()
         sums: dict[str, float] = {}
         with torch.no_grad():
             for vb in val_cache:
                 vb = vb.to(device)
-                for k, v in detnet_loss(net, forward(net, vb), vb, tc).items():
+                for k, v in detnet_loss(model, forward(model, vb), vb, tc).items():
                     sums[k] = sums.get(k, 0.0) + v.item() / len(val_cache)
         _train_mode(net)
         return sums
@@ -356,6 +375,8 @@ def train(
                 [p for p in net.parameters() if p.requires_grad], tc.clip_norm
             )
             opt.step()
+            if averaged is not None:
+                averaged.update_parameters(net)
             step += 1
             now = time.perf_counter()
             trained_s += now - t_step
@@ -368,7 +389,9 @@ def train(
             if bar is not None:
                 bar.update(step, loss=run_mean["total"], lr=opt.param_groups[0]["lr"])
             if step % tc.eval_every == 0:
-                val = validate()
+                val = validate(net)
+                ema_val = validate(averaged.module) if averaged is not None else {}
+                last_ema_val = ema_val.get("total", last_ema_val)
                 last_val = val["total"]
                 sched.step(last_val)
                 elapsed = now - t_start
@@ -378,14 +401,16 @@ def train(
                     dataset="val",
                     lr=opt.param_groups[0]["lr"],
                     **{f"val_{k}": v for k, v in val.items()},
+                    **{f"ema_val_{k}": v for k, v in ema_val.items()},
                     **{f"train_{k}": v for k, v in run_mean.items()},
                     steps_per_s=n_steps / elapsed,
                     images_per_s=n_images / elapsed,
                 )
                 log.info(
-                    "step %d val %.4g train %.4g lr %.0e (%.2f steps/s)",
+                    "step %d val %.4g%s train %.4g lr %.0e (%.2f steps/s)",
                     step,
                     last_val,
+                    f" (average {last_ema_val:.4g})" if ema_val else "",
                     run_mean["total"],
                     opt.param_groups[0]["lr"],
                     n_steps / elapsed,
@@ -407,11 +432,56 @@ def train(
         "finished": step >= tc.steps and not stopped,
         "lr": opt.param_groups[0]["lr"],
         "val_loss": last_val,
+        "ema_val_loss": last_ema_val,
         "steps_per_s": n_steps / elapsed if elapsed > 0 else 0.0,
         "images_per_s": n_images / elapsed if elapsed > 0 else 0.0,
         "batch_size": mixer.batch_size,
         "val": list(tc.val),
     }
+
+
+def _averaged(
+    net: DetNet, decay: float, state: dict | None
+) -> torch.optim.swa_utils.AveragedModel | None:
+    """The moving average of ``net``'s weights and buffers (None when ``decay`` is 0), taken
+    from the checkpoint ``state`` when it holds one of the same decay."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    averaged = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    saved = (state or {}).get("ema")
+    if saved is not None and saved.get("decay") == decay:
+        averaged.module.load_state_dict(saved["model"])
+        averaged.n_averaged.fill_(int(saved["steps"]))
+        log.info("weight average (decay %g) resumed: %d steps", decay, saved["steps"])
+    else:
+        log.info("weight average (decay %g) starts from this step's weights", decay)
+    return averaged
+
+
+def _averaged_state(averaged: torch.optim.swa_utils.AveragedModel | None, decay: float) -> dict:
+    """The checkpoint entry of the moving average (nothing when there is none)."""
+    if averaged is None or int(averaged.n_averaged) == 0:
+        return {}
+    return {
+        "ema": {
+            "decay": decay,
+            "steps": int(averaged.n_averaged),
+            "model": averaged.module.state_dict(),
+        }
+    }
+
+
+def _checkpoint_model(state: dict, source: str | Path, raw: bool = False) -> dict:
+    """A checkpoint's network tensors: its moving average of the weights when it has one
+    (unless ``raw``), else the trained weights."""
+    saved = state.get("ema")
+    if saved is None or raw:
+        return state.get("model")
+    log.info("%s: using the weight average (decay %g, %d steps)", source, saved["decay"],
+             saved["steps"])  # fmt: skip
+    return saved["model"]
 
 
 def _freeze(net: DetNet, train_only: tuple[str, ...]) -> None:
@@ -458,7 +528,7 @@ def _read_init(source: str | Path) -> tuple[dict[str, torch.Tensor], DetNetConfi
 
     if Path(source).suffix == ".pt":
         state = load_checkpoint(Path(source))
-        tensors, config = state.get("model"), state.get("config")
+        tensors, config = _checkpoint_model(state, source), state.get("config")
     else:
         tensors, meta = read_weights(source)
         config = meta.get("config")
@@ -530,10 +600,14 @@ _REFINER_DEPENDS = {
 
 
 def export(
-    checkpoint: str | Path, out: str | Path, refiners_from: str | Path | None = None
+    checkpoint: str | Path,
+    out: str | Path,
+    refiners_from: str | Path | None = None,
+    raw: bool = False,
 ) -> Path:
     """Write a checkpoint's DetNet as a float16 weights file with its config and training
-    info (``kind`` = ``detnet_<preset>``).
+    info (``kind`` = ``detnet_<preset>``): its moving average of the weights when the run kept
+    one (``ema``), else (or with ``raw``) the trained weights.
 
     ``refiners_from``: DetNet weights (a file or ``detnet_lite``) whose keypoint refiners are
     copied where they still fit: the body refiner when the checkpoint's body network is the
@@ -545,8 +619,10 @@ def export(
 
     state = load_checkpoint(Path(checkpoint))
     config = DetNetConfig.from_dict(state["config"])
-    model = dict(state["model"])
+    model = dict(_checkpoint_model(state, checkpoint, raw))
     info = {"steps": state["step"], "train_config": state["train_config"]}
+    if "ema" in state and not raw:
+        info["ema"] = {k: state["ema"][k] for k in ("decay", "steps")}
     if refiners_from is not None:
         tensors, meta = read_weights(refiners_from)
         source = DetNetConfig.from_dict(meta["config"])
