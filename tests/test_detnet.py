@@ -338,6 +338,31 @@ def test_weight_average_is_kept_resumed_exported_and_taken_by_init(trained, tmp_
     assert "ema" not in torch.load(run / "last.pt", weights_only=True)
 
 
+def test_weight_average_keeps_index_buffers_and_runs_like_its_weights():
+    """The average runs as a network loaded with its weights: integer buffers (the bone
+    index tables, which are not saved) are the network's, not blends rounded down."""
+    from fullcap.train.detnet import _averaged
+
+    torch.manual_seed(0)
+    cfg = DetNetConfig(**TINY)
+    net = DetNet(cfg)
+    averaged = _averaged(net, 0.9995, None)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
+    for _ in range(3):
+        net(x).basic.K.square().mean().backward()
+        opt.step()
+        averaged.update_parameters(net)
+    for (name, b), kept in zip(net.named_buffers(), averaged.module.buffers(), strict=True):
+        if not b.is_floating_point():
+            assert torch.equal(kept, b), name
+    loaded = DetNet(cfg)
+    loaded.load_state_dict(averaged.module.state_dict())
+    loaded.eval(), averaged.module.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(averaged.module(x).basic.L, loaded(x).basic.L)
+
+
 def test_weights_round_trip_and_eval(trained, shard_dirs, tmp_path):
     a, _, _ = trained
     path = export(a / "last.pt", tmp_path / "w.safetensors")

@@ -447,9 +447,15 @@ def _averaged(
     from the checkpoint ``state`` when it holds one of the same decay."""
     if decay <= 0:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
-    averaged = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    def update(kept: list, current: list, _: torch.Tensor) -> None:
+        # (called per dtype) indices such as the bone tables, and batch counts, are copied:
+        # torch's get_ema_multi_avg_fn rounds their blend down, turning indices into others
+        for k, c in zip(kept, current, strict=True):
+            k.lerp_(c, 1.0 - decay) if k.is_floating_point() else k.copy_(c)
+
+    averaged = AveragedModel(net, multi_avg_fn=update, use_buffers=True)
     saved = (state or {}).get("ema")
     if saved is not None and saved.get("decay") == decay:
         averaged.module.load_state_dict(saved["model"])
