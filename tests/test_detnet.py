@@ -647,6 +647,65 @@ def test_neck_starts_as_the_identity_and_learns():
     assert DetNetConfig.from_dict(old) == base_cfg
 
 
+def test_widened_blocks_start_where_the_narrow_weights_were(shard_dirs, tmp_path, capsys):
+    """--block-expand widens the inner channels of the backbone's last blocks and the neck's:
+    narrower --init weights are embedded so that every output is what it was (the new
+    channels' readers start at zero), the new channels get gradients, the training command
+    takes the flag and a fine-tune inherits it; bad values are one-line errors."""
+    from fullcap.cli import main
+    from fullcap.commands.detnet import train as train_command
+    from fullcap.train.detnet import _load_init
+
+    torch.manual_seed(0)
+    base_cfg = DetNetConfig.from_preset("lite", body_size=64, hand_size=32, face_size=32)
+    base = DetNet(replace(base_cfg, neck_blocks=2, neck_attention=True))
+    for m in base.modules():  # trained-looking batch-norm statistics, not the defaults
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    wide = DetNet(replace(base.config, block_expand=2))
+    assert _load_init(wide, base.state_dict(), "base") == []
+    block = wide.backbone.stage3[1]
+    assert block.conv1[0].out_channels == 256 and block.conv2[0].in_channels == 256
+    assert wide.neck.blocks[0].conv1[0].out_channels == 256
+    assert wide.backbone.stage1[0].conv1[0].out_channels == 48  # the early stages as they were
+    x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    base.eval(), wide.eval()
+    with torch.no_grad():
+        a, b = base(x), wide(x)
+    assert torch.equal(a.features, b.features)
+    for name in ("K", "D", "L"):
+        assert torch.equal(getattr(a.basic, name), getattr(b.basic, name))
+    # the new channels are alive: nonzero activations, and their readers get gradients
+    wide.train()
+    out = wide(x)
+    (out.basic.K.square().sum() + out.basic.L.square().sum()).backward()
+    new_in = block.conv2[0].weight.grad[:, 128:]
+    assert new_in.abs().sum() > 0 and block.conv2[0].weight[:, 128:].abs().sum() == 0
+    for bad in (0, 9, 1.5, True):
+        with pytest.raises(ValueError, match="block_expand"):
+            replace(base_cfg, block_expand=bad)
+    with pytest.raises(ValueError, match="lite backbone only"):
+        DetNetConfig.from_preset("paper", block_expand=2)
+    old = base_cfg.to_dict()
+    del old["block_expand"]  # configs up to preview 8
+    assert DetNetConfig.from_dict(old) == base_cfg
+
+    data = shard_dirs["h36m_like"]
+    bad = tmp_path / "bad"
+    argv = ["train", "detnet", "--data", data, "--val", data, "--out", str(bad), "--steps", "1"]
+    assert main([*argv, "--block-expand", "0"]) == 1
+    assert "block_expand must be" in capsys.readouterr().err and not bad.exists()
+    kw = dict(steps=1, factor=1, seed=0, workers=0, eval_samples=2, image_size=128, body_size=64)
+    out = tmp_path / "wide"
+    assert train_command(str(out), "lite", [data], [data], block_expand=2, **kw) == 0
+    assert load_detnet(out / "weights.safetensors").config.block_expand == 2
+    init = str(out / "weights.safetensors")
+    assert train_command(str(tmp_path / "ft"), "lite", [data], [data], init=init, **kw) == 0
+    assert load_detnet(tmp_path / "ft" / "weights.safetensors").config.block_expand == 2
+
+
 def test_train_command_body_size(shard_dirs, tmp_path, capsys, caplog):
     """--body-size, --hand-size and the neck flags set a new run's body input, hand crops and
     neck (the checkpoint's config says so); a size that does not fit the network's stride is

@@ -278,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
         "neck's blocks (new runs; default: as the --init weights, else the preset's); they "
         "start as the identity",
     )
+    p.add_argument(
+        "--block-expand",
+        type=int,
+        help="inner width of the lite backbone's last residual blocks and the neck's, in "
+        "multiples of their output width (new runs; default: as the --init weights, else 1); "
+        "narrower --init weights are widened so that the network starts where they were",
+    )
     p = tsub.add_parser(
         "refiner", parents=[verbose, device], help="DetNet's keypoint refiner (resumable)"
     )
@@ -543,7 +550,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 counts=args.counts, lambdas=args.lambdas, body_size=args.body_size,
                 hand_size=args.hand_size,
                 neck_blocks=args.neck_blocks, neck_attention=args.neck_attention,
-                neck_layers=args.neck_layers, cut=args.cut, ema=args.ema,
+                neck_layers=args.neck_layers, block_expand=args.block_expand, cut=args.cut,
+                ema=args.ema,
             )  # fmt: skip
         if args.train_command == "facenet":
             from fullcap.commands import facenet

@@ -90,6 +90,7 @@ def train(
     neck_blocks: int | None = None,
     neck_attention: bool | None = None,
     neck_layers: int | None = None,
+    block_expand: int | None = None,
     cut: float | None = None,
     ema: float | None = None,
 ) -> int:
@@ -101,7 +102,8 @@ def train(
     of a new run (a multiple of 8; default the preset's); ``hand_size``: its hand crops' side
     (a multiple of 4); ``neck_blocks``, ``neck_attention``,
     ``neck_layers``: the new run's neck (:class:`fullcap.models.backbone.Neck`; default: the
-    ``init`` weights', else the preset's)."""
+    ``init`` weights', else the preset's); ``block_expand``: its residual blocks' inner width
+    (:class:`fullcap.models.detnet.DetNetConfig`; default: as ``init``, else 1)."""
     from fullcap.models.detnet import PRESETS
     from fullcap.train.detnet import DetNetTrainConfig, export
     from fullcap.train.detnet import train as run
@@ -129,6 +131,7 @@ def train(
                 ("neck_blocks", neck_blocks),
                 ("neck_attention", neck_attention),
                 ("neck_layers", neck_layers),
+                ("block_expand", block_expand),
             )
             if v is not None
         },

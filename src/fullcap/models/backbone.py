@@ -21,11 +21,17 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1):
+    """Two 3x3 convolutions and a shortcut; ``mid`` channels between the two (default
+    ``cout``: the classic block; wider gives the block more capacity at the same output)."""
+
+    def __init__(
+        self, cin: int, cout: int, stride: int = 1, dilation: int = 1, mid: int | None = None
+    ):
         super().__init__()
-        self.conv1 = conv_bn_relu(cin, cout, 3, stride, dilation)
+        mid = cout if mid is None else mid
+        self.conv1 = conv_bn_relu(cin, mid, 3, stride, dilation)
         self.conv2 = nn.Sequential(
-            nn.Conv2d(cout, cout, 3, 1, dilation, dilation=dilation, bias=False),
+            nn.Conv2d(mid, cout, 3, 1, dilation, dilation=dilation, bias=False),
             nn.BatchNorm2d(cout),
         )
         self.skip = _shortcut(cin, cout, stride)
@@ -53,15 +59,22 @@ class Bottleneck(nn.Module):
 
 
 class LiteBackbone(nn.Module):
-    """Stem (stride 4) and three stages of basic blocks; output stride 8, ``channels`` out."""
+    """Stem (stride 4) and three stages of basic blocks; output stride 8, ``channels`` out.
+    ``expand``: the inner width of the last two stages' blocks, in multiples of their output
+    width (1: the classic blocks)."""
 
-    def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 128)):
+    def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 128), expand: int = 1):
         super().__init__()
         w0, w1, w2, w3 = widths
         self.stem = nn.Sequential(conv_bn_relu(3, w0, 3, 2), conv_bn_relu(w0, w0, 3, 2))
         self.stage1 = nn.Sequential(BasicBlock(w0, w1, 2), BasicBlock(w1, w1))
-        self.stage2 = nn.Sequential(BasicBlock(w1, w2), BasicBlock(w2, w2, dilation=2))
-        self.stage3 = nn.Sequential(BasicBlock(w2, w3, dilation=2), BasicBlock(w3, w3, dilation=4))
+        m2, m3 = expand * w2, expand * w3
+        self.stage2 = nn.Sequential(
+            BasicBlock(w1, w2, mid=m2), BasicBlock(w2, w2, dilation=2, mid=m2)
+        )
+        self.stage3 = nn.Sequential(
+            BasicBlock(w2, w3, dilation=2, mid=m3), BasicBlock(w3, w3, dilation=4, mid=m3)
+        )
         self.channels = w3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,7 +149,8 @@ class Neck(nn.Module):
     then ``blocks`` residual blocks (dilation 2 and 1 alternating), then ``layers``
     :class:`TransformerLayer` (positions learnt for a ``size`` x ``size`` map). Every part
     starts as the identity (zero-initialised last batch-norm scale, zero attention and MLP
-    outputs), so a neck added to trained weights changes nothing until it is trained."""
+    outputs), so a neck added to trained weights changes nothing until it is trained.
+    ``expand``: the blocks' inner width in multiples of ``channels``."""
 
     def __init__(
         self,
@@ -145,12 +159,15 @@ class Neck(nn.Module):
         attention: bool = False,
         layers: int = 0,
         size: int = 16,
+        expand: int = 1,
     ):
         super().__init__()
         self.attention = GlobalAttention(channels) if attention else nn.Identity()
         convs = []
         for i in range(blocks):
-            block = BasicBlock(channels, channels, dilation=2 if i % 2 == 0 else 1)
+            block = BasicBlock(
+                channels, channels, dilation=2 if i % 2 == 0 else 1, mid=expand * channels
+            )
             nn.init.zeros_(block.conv2[1].weight)
             convs.append(block)
         self.blocks = nn.Sequential(*convs)
@@ -186,9 +203,10 @@ class ResNet50(nn.Module):
         return self.reduce(self.stages(self.stem(x)))
 
 
-def make_backbone(name: str) -> nn.Module:
+def make_backbone(name: str, expand: int = 1) -> nn.Module:
+    """``expand``: inner width of the lite backbone's last blocks (see :class:`LiteBackbone`)."""
     if name == "lite":
-        return LiteBackbone()
+        return LiteBackbone(expand=expand)
     if name == "resnet50":
         return ResNet50()
     raise ValueError(f"unknown backbone {name!r}; use 'lite' or 'resnet50'")

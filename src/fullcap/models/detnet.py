@@ -74,6 +74,10 @@ class DetNetConfig:
     # transformer layers after the neck's blocks (fullcap.models.backbone.TransformerLayer);
     # 0 in every shipped release so far (the default, so their configs load as they were)
     neck_layers: int = 0
+    # inner width of the lite backbone's last two stages' blocks and of the neck's blocks, in
+    # multiples of their output width (fullcap.models.backbone.BasicBlock's ``mid``); 1 in
+    # every release up to preview 8 (the default, so their configs load as they were)
+    block_expand: int = 1
     # the keypoint refiner (fullcap.models.refiner): the heads it reads ("basic" and extended
     # head names; empty: no refiner, as in the first releases), the extended head whose 3D
     # keypoints it refines, and its size
@@ -120,6 +124,13 @@ class DetNetConfig:
             nb = getattr(self, name)
             if isinstance(nb, bool) or not isinstance(nb, int) or nb < 0:
                 raise ValueError(f"DetNet {name} must be an integer >= 0, got {nb!r}")
+        be = self.block_expand
+        if isinstance(be, bool) or not isinstance(be, int) or not 1 <= be <= 8:
+            raise ValueError(f"DetNet block_expand must be an integer 1-8, got {be!r}")
+        if be != 1 and self.backbone != "lite":
+            raise ValueError(
+                f"DetNet block_expand widens the lite backbone only, not {self.backbone!r}"
+            )
         if not isinstance(self.neck_attention, bool):
             raise ValueError(
                 f"DetNet neck_attention must be True or False, got {self.neck_attention!r}"
@@ -317,7 +328,7 @@ class DetNet(nn.Module):
     def __init__(self, config: DetNetConfig):
         super().__init__()
         self.config = config
-        self.backbone = make_backbone(config.backbone)
+        self.backbone = make_backbone(config.backbone, config.block_expand)
         c = self.backbone.channels
         self.neck = Neck(
             c,
@@ -325,6 +336,7 @@ class DetNet(nn.Module):
             config.neck_attention,
             config.neck_layers,
             config.body_size // BODY_STRIDE,
+            config.block_expand,
         )
         self.basic = PoseNet(c, len(config.basic), len(bones_of(config.basic)), config.hidden)
         bones = {

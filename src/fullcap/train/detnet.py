@@ -545,7 +545,7 @@ def _read_init(source: str | Path) -> tuple[dict[str, torch.Tensor], DetNetConfi
 
 
 # Architecture a fine-tune takes from its --init weights unless the run overrides it.
-INHERITED = ("neck_blocks", "neck_attention", "neck_layers")
+INHERITED = ("neck_blocks", "neck_attention", "neck_layers", "block_expand")
 
 
 def _like_init(config: DetNetConfig, init: DetNetConfig, overrides: dict) -> DetNetConfig:
@@ -572,13 +572,40 @@ def _with_heads(config: DetNetConfig, other: DetNetConfig) -> DetNetConfig:
     )
 
 
+def _widened(name: str, own: torch.Tensor, given: torch.Tensor) -> torch.Tensor | None:
+    """``given``, a tensor of a residual block with a narrower inner width, embedded in this
+    network's wider ``own`` so that the block computes what it did: the first convolution's
+    and its batch norm's new channels keep their fresh values, the second convolution reads
+    them with zero weights (trainable, so the new channels start to count as training moves
+    those weights). None when ``name`` is no such tensor or the shapes do not fit so."""
+    grown = [i for i, (a, b) in enumerate(zip(own.shape, given.shape, strict=False)) if a != b]
+    if own.dim() != given.dim() or len(grown) != 1 or own.shape[grown[0]] < given.shape[grown[0]]:
+        return None
+    axis, n = grown[0], given.shape[grown[0]]
+    out = own.clone()
+    if axis == 0 and (name.endswith(".conv1.0.weight") or ".conv1.1." in name):
+        out[:n] = given
+    elif name.endswith(".conv2.0.weight") and axis == 1:
+        out.zero_()
+        out[:, :n] = given
+    else:
+        return None
+    return out
+
+
 def _load_init(net: DetNet, tensors: dict[str, torch.Tensor], source: str | Path) -> list[str]:
-    """Copy the ``tensors`` (read from ``source``) whose names and shapes match; returns the
-    names of the parameters left fresh (grouped by module)."""
+    """Copy the ``tensors`` (read from ``source``) whose names and shapes match, and those of
+    residual blocks the network widened (:func:`_widened`); returns the names of the
+    parameters left fresh (grouped by module)."""
     own = net.state_dict()
     take = {
         k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and own[k].shape == v.shape
     }
+    for k, v in tensors.items():
+        if k in own and k not in take:
+            w = _widened(k, own[k], v.to(own[k].dtype))
+            if w is not None:
+                take[k] = w
     if not any(k.startswith("backbone.") for k in take):
         raise ValueError(f"{source} does not fit this DetNet (no backbone tensor matches)")
     net.load_state_dict(take, strict=False)
